@@ -1,0 +1,143 @@
+"""Model files: weights in safetensors, everything needed to rebuild the model in JSON.
+
+A training output folder holds
+``model.safetensors`` (EMA weights, used for sampling), ``model_raw.safetensors`` (raw weights),
+``model.json`` (model config, sigmas, image size, modality, intensity-scaling rule, training step,
+the full training config) and ``resume.pt`` (optimizer and EMA state; tensors and numbers only,
+read back with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from .errors import CheckpointError
+from .fileio import atomic_path
+from .nets import RefineNetScore, build_model
+
+__all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256"]
+
+FORMAT = "medscore-score-model"
+WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors", "model.json", "resume.pt"
+
+
+@dataclass
+class LoadedModel:
+    """A score network with what is needed to use it on scans."""
+
+    model: RefineNetScore
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        return self.model.sigmas
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def percentiles(self) -> tuple[float, float]:
+        lo, hi = self.meta["intensity"]["percentiles"]
+        return float(lo), float(hi)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_model(out_dir: str | Path, model: nn.Module, ema: nn.Module, cfg: TrainConfig, step: int,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write weights (EMA and raw) and ``model.json`` atomically; returns the EMA weights path."""
+    out_dir = Path(out_dir)
+    meta = {
+        "format": FORMAT,
+        "format_version": 1,
+        "model": config_to_dict(cfg.model),
+        "sigmas": [float(s) for s in model.sigmas],  # type: ignore[attr-defined]
+        "image_size": cfg.data.image_size,
+        "spatial": cfg.data.spatial,
+        "modality": cfg.modality,
+        "intensity": {"rule": "percentile", "percentiles": list(cfg.data.percentiles)},
+        "step": step,
+        "train_config": config_to_dict(cfg),
+        **(extra or {}),
+    }
+    for name, net in ((WEIGHTS, ema), (RAW_WEIGHTS, model)):
+        with atomic_path(out_dir / name) as tmp:
+            save_file(_state(net), str(tmp), metadata={"format": FORMAT})
+    with atomic_path(out_dir / META) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    return out_dir / WEIGHTS
+
+
+def resolve_model_path(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, json)`` for a training output folder, its weights file or its JSON file."""
+    path = Path(path)
+    if path.is_dir():
+        weights, meta = path / WEIGHTS, path / META
+    elif path.suffix == ".safetensors":
+        weights, meta = path, path.parent / META
+    elif path.suffix == ".json":
+        weights, meta = path.parent / WEIGHTS, path
+    else:
+        raise CheckpointError(f"--model must be a training output folder or a .safetensors file, got {path}")
+    for p in (weights, meta):
+        if not p.is_file():
+            raise CheckpointError(f"model file not found: {p}")
+    return weights, meta
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> LoadedModel:
+    """Rebuild a score network from its folder or weights file (no pickle involved)."""
+    weights, meta_path = resolve_model_path(path)
+    if expected_sha256 is not None and sha256(weights) != expected_sha256:
+        raise CheckpointError(f"{weights}: SHA-256 does not match the expected value; the file is corrupt or replaced")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{meta_path}: not valid JSON") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a medscore model description (format {meta.get('format')!r})")
+    try:
+        cfg = config_from_dict(ModelConfig, meta["model"])
+        model = build_model(cfg, torch.tensor(meta["sigmas"], dtype=torch.float32))
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+    return LoadedModel(model.to(device).eval(), meta, weights)
+
+
+def save_resume(out_dir: str | Path, state: dict[str, Any]) -> None:
+    """Optimizer/EMA state and step, atomically."""
+    with atomic_path(Path(out_dir) / RESUME) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume(out_dir: str | Path) -> dict[str, Any]:
+    """Read ``resume.pt`` with ``weights_only=True`` (never unpickle arbitrary objects)."""
+    path = Path(out_dir) / RESUME
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} not found")
+    return torch.load(path, map_location="cpu", weights_only=True)

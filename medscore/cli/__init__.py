@@ -1,0 +1,1 @@
+"""The ``medscore`` command line: thin typer commands over the Python API."""

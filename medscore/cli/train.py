@@ -1,0 +1,53 @@
+"""``medscore train``: denoising score matching on scans (or the embedded brain MRI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import console, handle_errors, progress_bar
+
+
+def train_command(
+    modality: Annotated[str, typer.Option(help="imaging modality the prior is for (mri)")] = "mri",
+    data: Annotated[Optional[Path], typer.Option(help="NIfTI file/folder, DICOM folder, .npy or .txt list; default: embedded brain MRI")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML training config (see configs/)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="training steps")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="images per step")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="training image/patch size in pixels")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    out: Annotated[Path, typer.Option(help="output folder for weights, config, logs and sample PNGs")] = Path("runs/mri"),
+    resume: Annotated[bool, typer.Option(help="continue the run in --out exactly where it stopped")] = False,
+) -> None:
+    """Train an NCSN score network by denoising score matching over geometric noise levels."""
+    with handle_errors():
+        from ..config import TrainConfig, load_config, replace
+        from ..errors import InputError
+        from ..train import train
+
+        if modality != "mri":
+            raise InputError(f"modality {modality!r} is not supported yet: use --modality mri")
+        cfg = load_config(config) if config is not None else TrainConfig()
+        if data is not None and not data.exists():
+            raise InputError(f"--data path not found: {data}")
+        cfg = replace(cfg, modality=modality, steps=steps, batch_size=batch_size, device=device, seed=seed)
+        cfg = replace(cfg, data=replace(cfg.data, path=str(data) if data is not None else None, image_size=image_size))
+        if resume and cfg.steps is not None and not (out / "resume.pt").exists():
+            raise InputError(f"--resume: no resume.pt in {out}")
+        if cfg.data.path is not None:
+            from ..dataset import load_volumes
+
+            load_volumes(cfg.data)  # read every scan before anything is written: a bad file fails here
+        with progress_bar("loss", "rate") as bar:
+            task = bar.add_task("training", total=cfg.steps, loss="", rate="")
+
+            def on_progress(p) -> None:
+                val = "" if p.val_loss is None else f" val {p.val_loss:.1f}"
+                bar.update(task, completed=p.step, loss=f"loss {p.loss:.1f}{val}", rate=f"{p.images_per_s:.1f} img/s")
+
+            weights = train(cfg, out, resume=resume, callback=on_progress)
+        console.print(f"weights: {weights}")
+        console.print(f"config:  {weights.parent / 'model.json'}")

@@ -1,0 +1,158 @@
+"""Typed configuration: dataclasses filled from YAML (unknown keys are errors) and CLI overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["ModelConfig", "NoiseConfig", "DataConfig", "TrainConfig", "load_config", "config_from_dict", "config_to_dict"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelConfig:
+    """Score network: ``ncsn`` (conditional instance norm++) or ``ncsnv2`` (unconditional, output / sigma)."""
+
+    arch: Literal["ncsn", "ncsnv2"] = "ncsn"
+    in_channels: int = 1
+    ngf: int = 32
+    conditioning: Literal["index", "continuous"] = "continuous"  # NCSN only
+    scale_by_sigma: bool = True  # NCSN only; NCSNv2 always divides by sigma
+    downsample3: bool = True
+
+
+@dataclass
+class NoiseConfig:
+    """Geometric noise levels. ``"auto"`` applies NCSNv2's techniques 1 and 2 to the training images."""
+
+    sigma_max: Union[float, str] = "auto"
+    sigma_min: float = 0.01
+    num_levels: Union[int, str] = "auto"
+    max_levels: int = 500
+
+
+@dataclass
+class DataConfig:
+    """Where scans come from and how 2D training images are made from them.
+
+    ``path`` None means the embedded MNI152 brain MRI. ``spatial`` ``crop`` takes random
+    ``image_size`` patches at native resolution (the model then runs fully convolutionally on scans of
+    any size); ``resize`` pads each slice to a square and resizes it to ``image_size``.
+    """
+
+    path: str | None = None
+    axis: int = 2
+    planes: tuple[str, ...] = ("axial", "coronal", "sagittal")  # embedded data only
+    image_size: int = 64
+    spatial: Literal["crop", "resize"] = "crop"
+    orientation: str = "RAS"
+    percentiles: tuple[float, float] = (0.0, 99.5)
+    foreground_threshold: float = 0.1
+    min_foreground_fraction: float = 0.15
+    augment: bool = True
+    rotate_deg: float = 10.0
+    zoom: tuple[float, float] = (0.8, 1.25)
+    flip_prob: float = 0.5
+    bias_field_prob: float = 0.3
+    gamma_prob: float = 0.3
+    contrast_prob: float = 0.5  # tissue-map contrast randomisation (embedded data only)
+    cache: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``medscore train`` needs; saved next to the weights."""
+
+    modality: str = "mri"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA only
+    log_every: int = 10
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    num_samples: int = 16
+    sample_levels: int = 30
+    sample_steps_each: int = 3
+    val_images: int = 32
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return config_from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = get_args(tp)[0]
+        return tuple(_coerce(inner, v, where) for v in value)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {get_args(tp)}")
+        return value
+    if origin is Union or str(origin) == "types.UnionType":
+        for arg in get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            if arg in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return arg(value) if arg is float or float(value).is_integer() else value
+            if arg is str and isinstance(value, str):
+                return value
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, bool, str) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types raise ConfigError."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-safe nested dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def load_config(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ignore[assignment]
+    """Read a YAML file into ``cls``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return config_from_dict(cls, data, where=path.name)
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that ignores ``None`` values (unset CLI options)."""
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]

@@ -1,0 +1,23 @@
+"""Score networks s(x, sigma)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .refinenet import NCSN, NCSNv2, RefineNetScore
+
+__all__ = ["NCSN", "NCSNv2", "RefineNetScore", "build_model", "count_parameters"]
+
+
+def build_model(cfg: ModelConfig, sigmas: Tensor) -> RefineNetScore:
+    """The network a :class:`ModelConfig` describes, for the given noise levels."""
+    if cfg.arch == "ncsnv2":
+        return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3)
+    return NCSN(cfg.in_channels, cfg.ngf, sigmas, conditioning=cfg.conditioning,
+                scale_by_sigma=cfg.scale_by_sigma, downsample3=cfg.downsample3)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,151 @@
+"""NCSN score networks: the RefineNet with dilated convolutions of Song & Ermon (2019) and its NCSNv2 variant.
+
+Both map ``(x, sigma) -> s(x, sigma)`` with ``x`` of shape (B, C, H, W) and ``sigma`` of shape (B,).
+They are fully convolutional: any H, W works (sizes are padded internally to a multiple of
+``size_multiple`` and cropped back).
+
+* :class:`NCSN`: conditional instance norm++ on the noise level, either on the level *index*
+  (the paper; only the trained levels are meaningful) or ``continuous`` on log(sigma) through
+  Fourier features (any sigma in the trained range).
+* :class:`NCSNv2`: the same body with unconditional instance norm++; the output is divided by sigma
+  (technique 3 of Song & Ermon 2020).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import InstanceNormPlus, RefineBlock, ResidualBlock
+
+__all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
+
+Conditioning = Literal["index", "continuous", "none"]
+
+
+class RefineNetScore(nn.Module):
+    """Shared body of NCSN and NCSNv2: four residual stages (the last two dilated), four refine blocks.
+
+    Args:
+        in_channels: image channels (1 for magnitude images).
+        ngf: base width; stages use ``ngf, 2 ngf, 2 ngf, 2 ngf`` channels.
+        sigmas: the training noise levels, largest first (stored as a buffer, saved with the weights).
+        conditioning: ``"index"``, ``"continuous"`` or ``"none"``.
+        scale_by_sigma: divide the output by sigma (NCSNv2).
+        embed_dim: size of the continuous noise-level embedding.
+        downsample3: stage 3 halves the resolution again (as NCSNv2's deeper nets do for 64 px and up,
+            and about 3x cheaper); ``False`` keeps the paper's 32 px layout (stages 2-4 at 1/2 size).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ngf: int,
+        sigmas: Tensor,
+        conditioning: Conditioning,
+        scale_by_sigma: bool,
+        embed_dim: int = 64,
+        downsample3: bool = True,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or ngf < 4:
+            raise ValueError(f"in_channels must be >= 1 and ngf >= 4, got {in_channels}, {ngf}")
+        if conditioning not in ("index", "continuous", "none"):
+            raise ValueError(f"conditioning must be 'index', 'continuous' or 'none', got {conditioning!r}")
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
+        if sigmas.ndim != 1 or len(sigmas) < 1 or bool((sigmas <= 0).any()):
+            raise ValueError("sigmas must be a non-empty 1D tensor of positive noise levels")
+        self.register_buffer("sigmas", sigmas)
+        self.conditioning = conditioning
+        self.size_multiple = 4 if downsample3 else 2
+        self.scale_by_sigma = scale_by_sigma
+        self.embed_dim = embed_dim
+        cond_dim = {"index": len(sigmas), "continuous": embed_dim, "none": 0}[conditioning]
+        if conditioning == "continuous":
+            self.register_buffer("freqs", torch.arange(1, embed_dim // 2 + 1, dtype=torch.float32) * math.pi)
+            lo, hi = math.log(float(sigmas.min())), math.log(float(sigmas.max()))
+            self.log_range = (lo, max(hi, lo + 1e-3))
+        c1, c2 = ngf, 2 * ngf
+        self.begin = nn.Conv2d(in_channels, c1, 3, padding=1)
+        self.res1 = nn.ModuleList([ResidualBlock(c1, c1, cond_dim), ResidualBlock(c1, c1, cond_dim)])
+        self.res2 = nn.ModuleList([ResidualBlock(c1, c2, cond_dim, down=True), ResidualBlock(c2, c2, cond_dim)])
+        self.res3 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, down=downsample3, dilation=1 if downsample3 else 2),
+             ResidualBlock(c2, c2, cond_dim, dilation=2)])
+        self.res4 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, dilation=4), ResidualBlock(c2, c2, cond_dim, dilation=4)])
+        self.refine4 = RefineBlock((c2,), c2, cond_dim)
+        self.refine3 = RefineBlock((c2, c2), c2, cond_dim)
+        self.refine2 = RefineBlock((c2, c2), c1, cond_dim)
+        self.refine1 = RefineBlock((c1, c1), c1, cond_dim)
+        self.end_norm = InstanceNormPlus(c1, cond_dim)
+        self.end = nn.Conv2d(c1, in_channels, 3, padding=1)
+
+    def level_index(self, sigma: Tensor) -> Tensor:
+        """Index of the trained level nearest (in log space) to each sigma."""
+        d = (torch.log(sigma)[:, None] - torch.log(self.sigmas)[None, :]).abs()
+        return d.argmin(dim=1)
+
+    def _condition(self, sigma: Tensor) -> Tensor | None:
+        if self.conditioning == "none":
+            return None
+        if self.conditioning == "index":
+            return F.one_hot(self.level_index(sigma), len(self.sigmas)).to(sigma.dtype)
+        lo, hi = self.log_range
+        t = (torch.log(sigma) - lo) / (hi - lo)  # 0 at sigma_L, 1 at sigma_1
+        ang = t[:, None] * self.freqs[None, :]
+        return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"expected x of shape (B, C, H, W), got {tuple(x.shape)}")
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        h0, w0 = x.shape[-2:]
+        m = self.size_multiple
+        if h0 % m or w0 % m:
+            x = F.pad(x, (0, -w0 % m, 0, -h0 % m), mode="replicate")
+        cond = self._condition(sigma)
+        h = self.begin(x)
+        feats = []
+        for stage in (self.res1, self.res2, self.res3, self.res4):
+            for block in stage:
+                h = block(h, cond)
+            feats.append(h)
+        r = self.refine4([feats[3]], cond)
+        r = self.refine3([feats[2], r], cond)
+        r = self.refine2([feats[1], r], cond)
+        r = self.refine1([feats[0], r], cond)
+        out = self.end(F.elu(self.end_norm(r, cond)))[..., :h0, :w0]
+        if self.scale_by_sigma:
+            out = out / sigma.view(-1, *([1] * (out.ndim - 1)))
+        return out
+
+
+class NCSN(RefineNetScore):
+    """NCSN (Song & Ermon 2019): RefineNet with conditional instance norm++ on the noise level."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        ngf: int = 64,
+        sigmas: Tensor | None = None,
+        conditioning: Literal["index", "continuous"] = "index",
+        scale_by_sigma: bool = False,
+        downsample3: bool = True,
+    ) -> None:
+        if sigmas is None:
+            raise ValueError("NCSN needs the noise levels `sigmas` it is conditioned on")
+        if conditioning not in ("index", "continuous"):
+            raise ValueError(f"NCSN conditioning must be 'index' or 'continuous', got {conditioning!r}")
+        super().__init__(in_channels, ngf, sigmas, conditioning, scale_by_sigma, downsample3=downsample3)
+
+
+class NCSNv2(RefineNetScore):
+    """NCSNv2 (Song & Ermon 2020): unconditional RefineNet whose output is divided by sigma."""
+
+    def __init__(self, in_channels: int = 1, ngf: int = 64, sigmas: Tensor | None = None, downsample3: bool = True) -> None:
+        if sigmas is None:
+            raise ValueError("NCSNv2 needs the noise levels `sigmas` it is trained on")
+        super().__init__(in_channels, ngf, sigmas, "none", scale_by_sigma=True, downsample3=downsample3)

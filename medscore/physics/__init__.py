@@ -1,0 +1,42 @@
+"""Forward operators, data-consistency steps and k-space masks for inverse problems."""
+
+from __future__ import annotations
+
+from .base import LinearOperator, MaskedUnitary, real_inner
+from .consistency import GradientStep, HardProjection, NoisyProjection
+from .denoising import Denoising, estimate_noise_std
+from .inpainting import Inpainting
+from .masks import MaskError, acceleration, expand_mask, make_mask, validate_mask
+from .mri import (
+    MultiCoilMRI,
+    SingleCoilMRI,
+    channels_to_complex,
+    complex_to_channels,
+    fft2c,
+    ifft2c,
+    normalize_smaps,
+)
+
+__all__ = [
+    "LinearOperator",
+    "MaskedUnitary",
+    "real_inner",
+    "Inpainting",
+    "Denoising",
+    "estimate_noise_std",
+    "SingleCoilMRI",
+    "MultiCoilMRI",
+    "fft2c",
+    "ifft2c",
+    "channels_to_complex",
+    "complex_to_channels",
+    "normalize_smaps",
+    "HardProjection",
+    "NoisyProjection",
+    "GradientStep",
+    "MaskError",
+    "make_mask",
+    "expand_mask",
+    "validate_mask",
+    "acceleration",
+]

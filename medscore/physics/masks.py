@@ -1,0 +1,164 @@
+"""k-space sampling masks.
+
+Convention: masks live on *centred* k-space (DC at index (H // 2, W // 2), as produced by the centred
+FFT in :mod:`medscore.physics.mri`); 1 = sampled, 0 = not sampled; float32. A 1D mask of shape (W,)
+lists phase-encode lines along the last (W) axis, the same line sampled for every row (every k_y), and
+broadcasts against (..., H, W); a 2D mask has shape (H, W).
+
+1D patterns ("random", "equispaced") are built by MONAI's fastMRI-style ``RandomKspaceMask`` /
+``EquispacedKspaceMask``: ``round(W * center)`` central lines are always sampled, and the rest are drawn
+with probability ``(W / accel - n_low) / (W - n_low)`` (random) or equispaced with a random offset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.apps.reconstruction.transforms.array import EquispacedKspaceMask, RandomKspaceMask
+
+from ..errors import InputError
+
+__all__ = ["MaskError", "make_mask", "expand_mask", "validate_mask", "acceleration"]
+
+
+class MaskError(InputError):
+    """A sampling mask that does not fit the scan or is not a 0/1 mask."""
+
+
+def _check_args(shape: tuple[int, int], accel: float, center: float, two_d: bool) -> tuple[int, int]:
+    if len(shape) != 2 or min(shape) < 2:
+        raise ValueError(f"shape must be (H, W) with H, W >= 2, got {shape}")
+    if not accel >= 1:
+        raise ValueError(f"accel must be >= 1, got {accel}")
+    if not 0 <= center < 1:
+        raise ValueError(f"center must be in [0, 1), got {center}")
+    area = center**2 if two_d else center
+    if accel > 1 and area >= 1 / accel:
+        need = "center**2" if two_d else "center"
+        raise ValueError(f"center {center} is already sampled beyond accel {accel}: need {need} < 1/accel")
+    return int(shape[0]), int(shape[1])
+
+
+def _monai_lines(pattern: str, width: int, accel: float, center: float, seed: int) -> np.ndarray:
+    cls = RandomKspaceMask if pattern == "random" else EquispacedKspaceMask
+    t = cls(center_fractions=[center], accelerations=[accel], spatial_dims=2, is_complex=True)
+    t.set_random_state(seed=seed)
+    t(torch.zeros(1, 1, width, 2))  # dummy (coil, H=1, W, re/im) k-space: only W matters to the mask
+    return np.asarray(t.mask, dtype=np.float32).reshape(width)
+
+
+def _centre_slice(n: int, frac: float) -> slice:
+    # Same placement as MONAI's calibration lines, so the block always contains DC (index n // 2).
+    n_low = int(round(n * frac))
+    pad = (n - n_low + 1) // 2
+    return slice(pad, pad + n_low)
+
+
+def _nearest_higher_distance(priority: np.ndarray, r_max: int) -> np.ndarray:
+    """Distance from each pixel to the nearest pixel of higher priority (inf if none within r_max)."""
+    h, w = priority.shape
+    span = range(-r_max, r_max + 1)
+    offs = sorted(((dy, dx) for dy in span for dx in span), key=lambda o: o[0] * o[0] + o[1] * o[1])
+    offs = [o for o in offs if 0 < o[0] * o[0] + o[1] * o[1] <= r_max * r_max]
+    padded = np.full((h + 2 * r_max, w + 2 * r_max), -np.inf)
+    padded[r_max : r_max + h, r_max : r_max + w] = priority
+    dist = np.full((h, w), np.inf)
+    for dy, dx in offs:  # loop over ~pi r_max^2 offsets, each a whole-image vector op
+        nb = padded[r_max + dy : r_max + dy + h, r_max + dx : r_max + dx + w]
+        hit = (nb > priority) & np.isinf(dist)
+        dist[hit] = np.hypot(dy, dx)
+    return dist
+
+
+def _poisson(shape: tuple[int, int], accel: float, center: float, seed: int) -> np.ndarray:
+    # MONAI has no 2D / Poisson-disc mask generator, hence this one. It is a variable-density hard-core
+    # (Poisson-disc) process by Matern type-II thinning: every pixel gets a random priority and is kept
+    # iff no higher-priority pixel lies closer than r(rho) = s * rho, rho the normalised k-space radius.
+    # Kept samples are then at least r apart, density falls with radius and the disc where r <= 1 (one
+    # pixel) is fully sampled. The distance to the
+    # nearest higher-priority pixel is computed once, so bisection on s to hit the acceleration is cheap.
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    priority = rng.random((h, w))
+    ky = (np.arange(h) - h // 2) / (h / 2)
+    kx = (np.arange(w) - w // 2) / (w / 2)
+    rho = np.hypot(ky[:, None], kx[None, :])
+    calib = np.zeros((h, w), dtype=bool)
+    calib[_centre_slice(h, center), _centre_slice(w, center)] = True
+    target = h * w / accel
+    r_max = int(np.ceil(3.0 * np.sqrt(accel))) + 2
+    dist = _nearest_higher_distance(priority, r_max)
+
+    def sampled(s: float) -> np.ndarray:
+        return calib | (s * rho <= dist)
+
+    lo, hi = 0.0, 1.0
+    while sampled(hi).sum() > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e4:
+            raise ValueError(f"cannot reach acceleration {accel} for shape {shape} with center {center}")
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if sampled(mid).sum() > target:
+            lo = mid
+        else:
+            hi = mid
+    a, b = sampled(lo), sampled(hi)
+    best = a if abs(a.sum() - target) <= abs(b.sum() - target) else b
+    return best.astype(np.float32)
+
+
+def make_mask(pattern: str, shape: tuple[int, int], accel: float, center: float, seed: int = 0) -> np.ndarray:
+    """A 0/1 float32 sampling mask.
+
+    ``pattern``: "random" / "equispaced" (1D, shape (W,), via MONAI) or "poisson" (2D variable-density
+    Poisson-disc, shape (H, W), fully sampled centre block of ``center`` * (H, W)). ``accel`` is the
+    target acceleration (exact in expectation for "random", within a few % for the others).
+    """
+    h, w = _check_args(tuple(shape), accel, center, two_d=pattern == "poisson")
+    if pattern in ("random", "equispaced"):
+        return _monai_lines(pattern, w, accel, center, seed)
+    if pattern == "poisson":
+        return _poisson((h, w), accel, center, seed)
+    raise ValueError(f"unknown mask pattern {pattern!r}: expected 'random', 'equispaced' or 'poisson'")
+
+
+def validate_mask(mask: object, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Check ``mask`` against a scan of spatial shape ``image_shape`` (its last two entries are H, W).
+
+    Returns the mask as float32; raises :class:`MaskError` (one line) if the shape fits neither (W,)
+    nor (H, W), or it holds NaN/inf, values other than 0/1, or no sample at all.
+    """
+    h, w = (int(n) for n in tuple(image_shape)[-2:])
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if m.shape not in ((w,), (h, w)):
+        raise MaskError(
+            f"mask shape {m.shape} does not match the scan: expected (W,) = ({w},) or (H, W) = ({h}, {w})"
+        )
+    try:
+        m = m.astype(np.float32)
+    except (TypeError, ValueError):
+        raise MaskError(f"mask has dtype {m.dtype}: expected 0/1 numbers") from None
+    if not np.isfinite(m).all():
+        raise MaskError("mask contains NaN or inf: expected only 0 and 1")
+    if not np.isin(m, (0.0, 1.0)).all():
+        bad = np.unique(m[~np.isin(m, (0.0, 1.0))])[:3]
+        raise MaskError(f"mask values must be 0 or 1, found {bad.tolist()}")
+    if not m.any():
+        raise MaskError("mask is all zeros: nothing would be sampled")
+    return m
+
+
+def expand_mask(mask: object, shape: tuple[int, ...]) -> np.ndarray:
+    """The (H, W) float32 mask for a scan of spatial shape ``shape`` (a (W,) mask is repeated over rows)."""
+    m = validate_mask(mask, shape)
+    h, w = (int(n) for n in tuple(shape)[-2:])
+    return np.ascontiguousarray(np.broadcast_to(m, (h, w)))
+
+
+def acceleration(mask: object, shape: tuple[int, ...] | None = None) -> float:
+    """Acceleration ``1 / sampled fraction`` of a mask ((W,) masks: fraction of lines)."""
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask, dtype=np.float64)
+    if shape is not None:
+        m = expand_mask(m, shape)
+    return float(m.size / m.sum())
