@@ -85,6 +85,8 @@ def save_model(out_dir: str | Path, model: nn.Module, ema: nn.Module, cfg: Train
 def resolve_model_path(path: str | Path) -> tuple[Path, Path]:
     """``(weights, json)`` for a training output folder, its weights file or its JSON file."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model not found: {path}")
     if path.is_dir():
         weights, meta = path / WEIGHTS, path / META
     elif path.suffix == ".safetensors":
@@ -115,16 +117,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         raise CheckpointError(f"{weights}: SHA-256 does not match the expected value; the file is corrupt or replaced")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{meta_path}: not valid JSON") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: not a medscore model description (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{meta_path}: not a medscore model description (format {fmt!r})")
     try:
         cfg = config_from_dict(ModelConfig, meta["model"])
         model = build_model(cfg, torch.tensor(meta["sigmas"], dtype=torch.float32))
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, KeyError, ValueError) as exc:
+    except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
     return LoadedModel(model.to(device).eval(), meta, weights)
 
@@ -140,4 +143,7 @@ def load_resume(out_dir: str | Path) -> dict[str, Any]:
     path = Path(out_dir) / RESUME
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} not found")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle, ...
+        raise CheckpointError(f"cannot resume: {path} is unreadable ({exc.__class__.__name__})") from None

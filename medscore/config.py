@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -37,6 +38,16 @@ class NoiseConfig:
     sigma_min: float = 0.01
     num_levels: Union[int, str] = "auto"
     max_levels: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_max", "num_levels"):
+            if isinstance(getattr(self, name), str) and getattr(self, name) != "auto":
+                raise ConfigError(f"noise.{name}: {getattr(self, name)!r} is neither a number nor 'auto'")
+        if not self.sigma_min > 0 or (self.sigma_max != "auto" and not float(self.sigma_max) > self.sigma_min):
+            raise ConfigError(f"noise: need sigma_max > sigma_min > 0, got {self.sigma_max}, {self.sigma_min}")
+        if (self.num_levels != "auto" and int(self.num_levels) < 2) or self.max_levels < 2:
+            raise ConfigError(f"noise: need at least 2 levels, got num_levels={self.num_levels}, "
+                              f"max_levels={self.max_levels}")
 
 
 @dataclass
@@ -84,8 +95,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA only
+    num_workers: int = 1  # DataLoader processes preparing (augmenting) the next batches
     log_every: int = 10
     checkpoint_every: int = 500
+    keep_checkpoints: bool = False  # also keep an EMA snapshot per checkpoint under checkpoints/
     sample_every: int = 500
     num_samples: int = 16
     sample_levels: int = 30
@@ -108,12 +121,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not one of {get_args(tp)}")
         return value
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is types.UnionType:  # Optional[X] and X | None (PEP 604)
         for arg in get_args(tp):
             if arg is type(None) and value is None:
                 return None
             if arg in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                return arg(value) if arg is float or float(value).is_integer() else value
+                if arg is int and not float(value).is_integer():
+                    continue
+                return arg(value)
             if arg is str and isinstance(value, str):
                 return value
         raise ConfigError(f"{where}: {value!r} does not fit {tp}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from monai.data import CacheDataset
+from monai.data import CacheDataset, Dataset
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -80,14 +80,21 @@ def load_transforms(cfg: DataConfig) -> Compose:
 def load_volumes(cfg: DataConfig) -> list[np.ndarray]:
     """Decoded, scaled volumes (C, X, Y, Z) of the user's scans; cached once (MONAI CacheDataset)."""
     scans = find_scans(cfg.path)  # type: ignore[arg-type]
-    ds = CacheDataset([{"image": s} for s in scans], load_transforms(cfg), cache_rate=1.0 if cfg.cache else 0.0,
-                      num_workers=0, progress=False)
+    items = [{"image": s} for s in scans]
+    try:
+        ds = CacheDataset(items, load_transforms(cfg), cache_rate=1.0 if cfg.cache else 0.0, num_workers=0,
+                          progress=False)
+    except Exception:  # caching stopped at an unreadable scan: read lazily below so the error names the file
+        ds = Dataset(items, load_transforms(cfg))
     vols = []
     for i, scan in enumerate(scans):
         try:
             img = np.asarray(ds[i]["image"])
         except Exception as exc:  # MONAI readers raise many types; the user needs the file name
-            raise InputError(f"cannot read scan {scan}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from None
+            while exc.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
+                exc = exc.__cause__
+            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise InputError(f"cannot read scan {scan}: {exc.__class__.__name__}: {msg}") from None
         if img.ndim == 3:  # a 2D image: (C, H, W) -> one-slice volume
             img = img[..., None]
         if img.ndim != 4:

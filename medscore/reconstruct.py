@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from monai.utils import OptionalImportError
 
 from . import metrics as M
 from .checkpoint import LoadedModel
@@ -36,7 +37,7 @@ from .train import resolve_device
 from .transforms import RobustScaleIntensity
 from .viz import save_panel
 
-__all__ = ["RunReport", "load_mask", "reconstruct_file", "inpaint_file", "denoise_file", "slices_of", "volume_of"]
+__all__ = ["RunReport", "load_mask", "load_kspace", "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "slices_of", "volume_of"]
 
 Progress = Callable[[int, int], None]
 
@@ -73,10 +74,12 @@ def load_mask(mask: str | Path | np.ndarray, slice_shape: tuple[int, int]) -> np
         p = Path(mask)
         if not p.is_file():
             raise InputError(f"mask not found: {p}")
+        if p.suffix.lower() != ".npy":
+            raise InputError(f"the mask must be a NumPy .npy file (make one with `medscore mask`), got {p.name}")
         try:
             arr = np.load(p, allow_pickle=False)
         except Exception as exc:  # numpy raises ValueError/OSError/EOFError/UnpicklingError for bad files
-            raise InputError(f"cannot read mask {p.name}: {exc.__class__.__name__}") from None
+            raise InputError(f"cannot read mask {p.name}: not a valid .npy array ({exc.__class__.__name__})") from None
     else:
         arr = np.asarray(mask)
     arr = validate_mask(arr, slice_shape)
@@ -146,6 +149,22 @@ class _Job:
             report.metrics[method] = {name: M.summarize(np.atleast_1d(fn(self.ref, est))) for name, fn in M.METRICS.items()}
 
 
+_DERIVED = ("zerofilled", "masked", "noisy", "std")
+
+
+def _check_output(out: Path, *inputs: str | Path | np.ndarray | None) -> Path:
+    """Refuse, before any work is done and anything is written, an output that is not NIfTI or whose
+    files (``OUT``, ``OUT_<name>.nii.gz``, ``OUT_panel.png``) would overwrite an input."""
+    if not out.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"output must be a .nii or .nii.gz file, got {out.name}")
+    stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
+    paths = [out, out.with_name(f"{stem}_panel.png"), *(out.with_name(f"{stem}_{n}.nii.gz") for n in _DERIVED)]
+    files = [p for p in inputs if isinstance(p, (str, Path))]
+    for p in paths:
+        check_not_input(p, *files)
+    return out
+
+
 def _options(opts: SamplerOptions | None) -> SamplerOptions:
     return opts or SamplerOptions()
 
@@ -162,7 +181,7 @@ def reconstruct_file(scan: str | Path, mask: str | Path | np.ndarray, *, model=N
     m = torch.from_numpy(load_mask(mask, job.ref.shape[1:])).to(job.device)
     op = SingleCoilMRI(m, real_input=True)
     opts = _options(opts)
-    out = Path(output_paths(scan, out, "medscore"))
+    out = _check_output(Path(output_paths(scan, out, "medscore")), scan, mask)
     zf = []
 
     def solve(x: torch.Tensor, sl: slice, cb=None) -> SolverResult:
@@ -194,7 +213,7 @@ def inpaint_file(scan: str | Path, mask: str | Path | np.ndarray | None = None, 
     else:
         masks = np.broadcast_to(load_mask(mask, shape), (len(job.ref), *shape))
     opts = _options(opts)
-    out = Path(output_paths(scan, out, "inpainted"))
+    out = _check_output(Path(output_paths(scan, out, "inpainted")), scan, mask)
 
     def solve(x: torch.Tensor, sl: slice, cb=None) -> SolverResult:
         mk = torch.from_numpy(np.ascontiguousarray(masks[sl])[:, None]).to(job.device)
@@ -231,7 +250,7 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
         sigma = float(noise_std) if noise_std is not None else estimate_noise_std(noisy[:, None])
     if sigma <= 0:
         raise InputError(f"noise std must be > 0, got {sigma}")
-    out = Path(output_paths(scan, out, "denoised"))
+    out = _check_output(Path(output_paths(scan, out, "denoised")), scan)
 
     def solve(x: torch.Tensor, sl: slice, cb=None) -> SolverResult:
         y = torch.from_numpy(noisy[sl][:, None]).to(job.device)
@@ -246,4 +265,92 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
               [("input", noisy), ("medscore", mean)] + ([("reference", job.ref), ("|error| x5", np.abs(mean - job.ref))]
                                                          if add_noise is not None else [])
               + ([("std", std)] if std is not None else []))
+    return report
+
+
+def load_kspace(path: str | Path) -> np.ndarray:
+    """Single-coil k-space as complex64 (N, H, W), centred: a complex .npy ((H, W) or (N, H, W)) or a
+    fastMRI .h5 file read with MONAI's ``FastMRIReader`` (needs h5py: ``pip install h5py``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"k-space file not found: {p}")
+    if p.suffix.lower() == ".h5":
+        try:
+            from monai.apps.reconstruction.fastmri_reader import FastMRIReader
+
+            reader = FastMRIReader()
+            data, _ = reader.get_data(reader.read(str(p)))
+        except (ImportError, OptionalImportError) as exc:  # h5py missing
+            raise InputError(f"reading fastMRI .h5 needs h5py (pip install h5py): {exc.__class__.__name__}") from None
+        except Exception as exc:
+            raise InputError(f"cannot read {p.name}: {exc.__class__.__name__}: {str(exc)[:160]}") from None
+    elif p.suffix.lower() == ".npy":
+        try:
+            data = np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"cannot read {p.name}: {exc.__class__.__name__}") from None
+    else:
+        raise InputError(f"k-space must be a complex .npy or a fastMRI .h5 file, got {p.name}")
+    data = np.asarray(data)
+    if not np.iscomplexobj(data):
+        raise InputError(f"{p.name}: k-space must be complex-valued")
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim == 4:
+        raise InputError(f"{p.name}: multi-coil k-space {data.shape} needs coil sensitivity maps; "
+                         "use the Python API (reconstruct_mri with smaps) or coil-combine first")
+    if data.ndim != 3 or not np.isfinite(data).all():
+        raise InputError(f"{p.name}: expected finite single-coil k-space (H, W) or (N, H, W), got {data.shape}")
+    return data.astype(np.complex64)
+
+
+def reconstruct_kspace_file(kspace: str | Path, mask: str | Path | np.ndarray | None, *, model=None,
+                            out: str | Path | None = None, opts: SamplerOptions | None = None, batch_size: int = 4,
+                            device: str = "auto", progress: Progress | None = None) -> RunReport:
+    """Reconstruct measured single-coil k-space (complex image, prior on real and imaginary parts).
+
+    ``mask`` None takes the sampled locations from the non-zero k-space entries. There is no reference,
+    so no metrics. The output is the magnitude image (H, W, N) with an identity affine (k-space files carry
+    no patient geometry).
+    """
+    dev = resolve_device(device)
+    prior = load_prior(model, dev)
+    k = load_kspace(kspace)
+    shape = k.shape[1:]
+    m = load_mask(mask, shape) if mask is not None else validate_mask((np.abs(k) > 0).any(0).astype(np.float32), shape)
+    m_t = torch.from_numpy(np.array(np.broadcast_to(m, shape), dtype=np.float32)).to(dev)  # a writable copy
+    op = SingleCoilMRI(m_t, real_input=False)
+    y_all = torch.from_numpy(k[:, None]).to(dev) * m_t
+    zf_all = op.A_dagger(y_all)
+    scale = RobustScaleIntensity(0.0, prior.percentiles[1]).scale_of(
+        torch.linalg.vector_norm(zf_all, dim=1))[1]  # magnitude scale; k-space admits no offset
+    opts = _options(opts)
+    out = Path(out) if out is not None else Path(kspace).with_name(Path(kspace).stem + "_medscore.nii.gz")
+    _check_output(out, kspace, mask)
+    means, stds, nfe, secs = [], [], 0, 0.0
+    n = len(k)
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(n, start + batch_size))
+
+        def on_level(i: int, total: int, _s=start, _b=sl.stop - sl.start) -> None:
+            if progress is not None:
+                progress(_s * total + (i + 1) * _b, n * total)
+
+        res = reconstruct_mri(prior.model, y_all[sl] / scale, m_t, opts, real_image=False, callback=on_level)
+        means.append(torch.linalg.vector_norm(res.mean, dim=1).cpu().numpy() * scale)
+        if res.std is not None:
+            stds.append(torch.linalg.vector_norm(res.std, dim=1).cpu().numpy() * scale)
+        nfe, secs = res.nfe, secs + res.seconds
+    mag = np.moveaxis(np.concatenate(means), 0, -1)
+    zf = np.moveaxis(torch.linalg.vector_norm(zf_all, dim=1).cpu().numpy(), 0, -1)
+    scan = Scan(mag, np.eye(4), None, "kspace", None)
+    report = RunReport("mri-kspace", nfe=nfe, seconds=secs, slices=n)
+    stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
+    report.outputs["output"] = save_like(scan, mag, out)
+    report.outputs["zerofilled"] = save_like(scan, zf, out.with_name(f"{stem}_zerofilled.nii.gz"))
+    if stds:
+        report.outputs["std"] = save_like(scan, np.moveaxis(np.concatenate(stds), 0, -1), out.with_name(f"{stem}_std.nii.gz"))
+    mid = n // 2
+    report.outputs["panel"] = save_panel([zf[..., mid] / scale, mag[..., mid] / scale], ["zero-filled", "medscore"],
+                                         out.with_name(f"{stem}_panel.png"))
     return report

@@ -86,10 +86,33 @@ def _repeat(t: Tensor, n: int) -> Tensor:
     return t.repeat_interleave(n, dim=0) if n > 1 else t
 
 
+StepSize = Callable[[float], float]
+
+
+def _step_size(eps: float, sigma_ref: float) -> StepSize:
+    """alpha(sigma) = eps * sigma^2 / sigma_ref^2, the Langevin step size annealed_langevin uses at level sigma."""
+    return lambda s: eps * (float(s) / sigma_ref) ** 2
+
+
+def _likelihood_weight(alpha: StepSize, noise_std: float, scale: float = 1.0) -> Callable[[float], float]:
+    """GradientStep weight for a Gaussian likelihood of std ``noise_std``: the posterior score at level sigma
+    adds A^H(y - A x) / (noise_std^2 + sigma^2), and a Langevin step moves by (alpha / 2) * score, so the
+    data step is x -= (alpha / 2) / (noise_std^2 + sigma^2) * A^H(A x - y) (0 at sigma = 0, the final call)."""
+
+    def weight(s: float) -> float:
+        a = alpha(s)
+        return 0.0 if a == 0 else scale * 0.5 * a / (noise_std**2 + float(s) ** 2)
+
+    return weight
+
+
 def _run(model: ScoreModel, x0: Tensor, opts: SamplerOptions, default_start: float | None,
-         make_consistency: Callable[[torch.Generator], Callable | None], complex_image: bool = False,
+         make_consistency: Callable[[torch.Generator, StepSize], Callable | None], complex_image: bool = False,
          callback: LevelCallback | None = None) -> SolverResult:
-    """Shared driver: warm start, level choice, step size, ``samples`` chains batched, mean and std."""
+    """Shared driver: warm start, level choice, step size, ``samples`` chains batched, mean and std.
+
+    ``make_consistency(generator, alpha)`` builds the data-consistency step; ``alpha(sigma)`` is the
+    Langevin step size at level sigma (for likelihood-gradient weights)."""
     t0 = time.perf_counter()
     sigmas = _model_sigmas(model).to(x0.device)
     preset = opts.resolve()
@@ -104,7 +127,7 @@ def _run(model: ScoreModel, x0: Tensor, opts: SamplerOptions, default_start: flo
     x = x + float(levels[0]) * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
     res = annealed_langevin(score_function(model, complex_image), x, levels, n_steps_each=preset.n_steps_each,
-                            eps=eps, sigma_ref=sigma_ref, consistency=make_consistency(g),
+                            eps=eps, sigma_ref=sigma_ref, consistency=make_consistency(g, _step_size(eps, sigma_ref)),
                             denoise_last=preset.denoise_last, generator=g, callback=cb)
     out = res.x.reshape(b, n, *x0.shape[1:])
     std = out.std(dim=1, unbiased=True) if n > 1 else None
@@ -120,7 +143,9 @@ def reconstruct_mri(model: ScoreModel, kspace: Tensor, mask: Tensor, opts: Sampl
     ``real_image`` solves for a real image (retrospective undersampling of magnitude data; one
     channel); otherwise the image is complex (real, imag channels, prior applied to each). Noiseless
     data use projection onto the measurements noised to the current level (Song et al. 2022);
-    ``noise_std`` > 0 or coil maps switch to a likelihood-gradient step weighted by the current level.
+    ``noise_std`` > 0 or coil maps switch to a likelihood-gradient step: the posterior score at level
+    sigma adds A^H(y - A x) / (noise_std^2 + sigma^2) (Jalal et al. 2021), so each Langevin step of size
+    alpha is followed by x -= dc_weight * (alpha / 2) / (noise_std^2 + sigma^2) * A^H(A x - y).
     The warm start is the zero-filled image plus noise at ``sigma_start`` (default 1.0).
     """
     if smaps is not None:
@@ -133,14 +158,20 @@ def reconstruct_mri(model: ScoreModel, kspace: Tensor, mask: Tensor, opts: Sampl
     mode = consistency or ("noisy" if noise_std == 0 and smaps is None else "gradient")
     n = max(1, opts.samples)
     y_rep = _repeat(y, n)
+    # the chains of image b are rows b * n .. b * n + n - 1: per-image coil maps / masks must follow them
+    op_rep = op
+    if n > 1 and smaps is not None and smaps.shape[0] > 1:
+        op_rep = MultiCoilMRI(mask, _repeat(torch.as_tensor(smaps), n))
+    elif n > 1 and smaps is None and op.mask.ndim == 4 and op.mask.shape[0] > 1:
+        op_rep = SingleCoilMRI(_repeat(op.mask, n), real_input=real_image)
 
-    def make(g: torch.Generator):
+    def make(g: torch.Generator, alpha: StepSize):
         if mode == "hard":
-            return HardProjection(op, y_rep)
+            return HardProjection(op_rep, y_rep)
         if mode == "noisy":
-            return NoisyProjection(op, y_rep, generator=g)
-        # gradient of the Gaussian log-likelihood at level s, relative to the prior's: weight -> 1 as s >> noise_std
-        return GradientStep(op, y_rep, lambda s: dc_weight * min(1.0, float(s) ** 2 / (noise_std**2 + float(s) ** 2 + 1e-12)))
+            return NoisyProjection(op_rep, y_rep, generator=g)
+        # Langevin step on the posterior: (alpha / 2) * A^H(y - A x) / (noise_std^2 + sigma^2), times dc_weight
+        return GradientStep(op_rep, y_rep, _likelihood_weight(alpha, noise_std, dc_weight))
 
     res = _run(model, x0, opts, 1.0, make, complex_image=not real_image, callback=callback)
     if not real_image:
@@ -164,7 +195,7 @@ def inpaint(model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions
     y_rep = _repeat(y, n)
     op_rep = Inpainting(_repeat(op.mask, n)) if op.mask.ndim == 4 else op
 
-    def make(g: torch.Generator):
+    def make(g: torch.Generator, _alpha: StepSize):
         return NoisyProjection(op_rep, y_rep, generator=g) if consistency == "noisy" else HardProjection(op_rep, y_rep)
 
     return _run(model, x0, opts, 1.0, make, callback=callback)
@@ -176,8 +207,10 @@ def denoise(model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOpt
 
     ``tweedie``: the one-step MMSE estimate x + sigma^2 s(x, sigma) (1 NFE). ``langevin``: anneal from
     the first model level <= ``noise_std``, started at the noisy image itself (no extra noise: it
-    already sits at that level), down to sigma_L; a hard projection would return the input, so none
-    is used.
+    already sits at that level), down to sigma_L, on the posterior: the prior score plus the
+    likelihood term (y - x) / (noise_std^2 + sigma^2), applied as a gradient step after each Langevin
+    step (a hard projection would return the input). Without the likelihood term the chains drift
+    to the prior and their mean and std are not the posterior's.
     """
     if noise_std <= 0:
         raise ValueError(f"noise_std must be > 0, got {noise_std}")
@@ -196,9 +229,11 @@ def denoise(model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOpt
     g = torch.Generator(device=image.device).manual_seed(opts.seed)
     n = max(1, opts.samples)
     x = _repeat(image, n)
+    weight = _likelihood_weight(_step_size(eps, float(sigmas[-1])), noise_std)
+    data = GradientStep(Denoising(noise_std), x.clone(), weight)  # y for every chain
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
     res = annealed_langevin(model, x, levels, n_steps_each=preset.n_steps_each, eps=eps, sigma_ref=float(sigmas[-1]),
-                            denoise_last=preset.denoise_last, generator=g, callback=cb)
+                            consistency=data, denoise_last=preset.denoise_last, generator=g, callback=cb)
     out = res.x.reshape(image.shape[0], n, *image.shape[1:])
     std = out.std(dim=1) if n > 1 else None
     return SolverResult(out.mean(dim=1), std, res.nfe, time.perf_counter() - t0, n)
@@ -209,4 +244,4 @@ def sample(model: ScoreModel, n: int, shape: tuple[int, int], opts: SamplerOptio
     """Unconditional samples (n, 1, H, W): Algorithm 1 from uniform noise through the preset's levels."""
     g = torch.Generator(device=device).manual_seed(opts.seed)
     x0 = torch.rand((n, 1, *shape), generator=g, device=device)
-    return _run(model, x0, dataclasses.replace(opts, samples=1), None, lambda _g: None, callback=callback)
+    return _run(model, x0, dataclasses.replace(opts, samples=1), None, lambda _g, _a: None, callback=callback)

@@ -25,10 +25,10 @@ from torch.utils.data import DistributedSampler
 from .checkpoint import load_resume, save_model, save_resume
 from .config import TrainConfig
 from .dataset import train_transforms, training_slices
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .losses import dsm_loss
 from .nets import build_model, count_parameters
-from .noise import auto_sigmas, geometric_sigmas, sample_levels
+from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
 
 __all__ = ["TrainProgress", "resolve_device", "train", "make_sigmas"]
 
@@ -62,12 +62,12 @@ def _seed(*parts: int) -> int:
 def make_sigmas(cfg: TrainConfig, images: torch.Tensor) -> torch.Tensor:
     """The configured geometric levels, or NCSNv2's data-driven ones (``auto``)."""
     nz = cfg.noise
-    if nz.sigma_max == "auto" or nz.num_levels == "auto":
-        auto = auto_sigmas(images, nz.sigma_min, nz.max_levels)
-        smax = float(auto[0]) if nz.sigma_max == "auto" else float(nz.sigma_max)
-        levels = len(auto) if nz.num_levels == "auto" else int(nz.num_levels)
-        return geometric_sigmas(smax, nz.sigma_min, levels)
-    return geometric_sigmas(float(nz.sigma_max), nz.sigma_min, int(nz.num_levels))
+    smax = max_pairwise_distance(images) if nz.sigma_max == "auto" else float(nz.sigma_max)
+    if nz.num_levels == "auto":  # technique 2 for the sigma_max actually used
+        levels = min(ncsnv2_num_levels(smax, nz.sigma_min, images[0].numel()), nz.max_levels)
+    else:
+        levels = int(nz.num_levels)
+    return geometric_sigmas(smax, nz.sigma_min, levels)
 
 
 class _Batches:
@@ -92,6 +92,20 @@ class _Batches:
             self.transform.set_random_state(seed=_seed(self.cfg.seed, step, self.rank, j))
             out.append(self.transform({"image": self.slices[i]})["image"])
         return torch.stack(out)
+
+
+class _StepDataset(torch.utils.data.Dataset):
+    """Item ``i`` is the whole batch of step ``start + i``, so a DataLoader worker can prepare
+    (augment) the next batches on the other core while the network trains, without changing them."""
+
+    def __init__(self, batches: _Batches, start: int, stop: int) -> None:
+        self.batches, self.start, self.stop = batches, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.batches(self.start + i)
 
 
 def _plain_transform(cfg: TrainConfig):
@@ -168,7 +182,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
     slices = training_slices(cfg.data)
     batches = _Batches(slices, cfg, rank, world)
-    val_images = _validation_images(slices, cfg)
+    val_images = _validation_images(slices, cfg) if cfg.val_images > 0 else None  # 0: no validation loss
     torch.manual_seed(cfg.seed)
     sigmas = make_sigmas(cfg, _plain_images(slices[:: max(1, len(slices) // 512)], cfg))
     model = build_model(cfg.model, sigmas).to(device)
@@ -177,10 +191,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     start = 0
     if resume:
         state = load_resume(out_dir)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        try:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["step"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"cannot resume from {out_dir / 'resume.pt'}: it does not fit the configured model "
+                                  f"({exc.__class__.__name__}); resume with the run's own config") from None
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sig_dev = model.sigmas
     use_amp = cfg.amp and device.type == "cuda"
@@ -189,16 +207,27 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume or not log_path.exists():
             log_path.write_text("step,loss,val_loss,images_per_s,lr,wall_s\n")
+        else:  # drop rows logged after the checkpoint we resume from: those steps run again
+            head, *rows = log_path.read_text().splitlines(keepends=True) or [""]
+            steps = [r.split(",", 1)[0] for r in rows]
+            log_path.write_text(head + "".join(r for r, k in zip(rows, steps) if k.isdigit() and int(k) <= start))
     writer = _tensorboard(out_dir) if rank == 0 else None
     t0, seen, t_start = time.perf_counter(), 0, time.perf_counter()
 
     def checkpoint(step: int) -> None:
         save_model(out_dir, model, ema.module, cfg, step, extra={"parameters": count_parameters(model)})
+        if cfg.keep_checkpoints:  # EMA snapshots for model selection on validation data
+            save_model(out_dir / "checkpoints" / f"step_{step:07d}", ema.module, ema.module, cfg, step,
+                       extra={"parameters": count_parameters(model)})
         save_resume(out_dir, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                               "step": step})
 
-    for step in range(start, cfg.steps):
-        x = batches(step).to(device, non_blocking=True)
+    workers = cfg.num_workers
+    loader = torch.utils.data.DataLoader(_StepDataset(batches, start, cfg.steps), batch_size=None, shuffle=False,
+                                         num_workers=workers, prefetch_factor=2 if workers > 0 else None,
+                                         pin_memory=device.type == "cuda")
+    for step, x in zip(range(start, cfg.steps), loader):
+        x = x.to(device, non_blocking=True)
         g = torch.Generator(device=device).manual_seed(_seed(cfg.seed, step, rank, 7))
         sigma = sample_levels(sig_dev, x.shape[0], generator=g)
         for group in opt.param_groups:
@@ -214,9 +243,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
         done = step + 1
         last = done == cfg.steps
         if rank == 0 and (done % cfg.log_every == 0 or last):
-            val = _val_loss(ema.module, val_images, sig_dev, device) if (done % cfg.checkpoint_every == 0 or last) else None
+            val = (_val_loss(ema.module, val_images, sig_dev, device)
+                   if val_images is not None and (done % cfg.checkpoint_every == 0 or last) else None)
             rate = seen / max(time.perf_counter() - t0, 1e-9)
-            lv = float(loss)
+            lv = float(loss.detach())
             if not math.isfinite(lv):
                 raise FloatingPointError(f"training diverged at step {done} (loss {lv}); lower --lr")
             with open(log_path, "a", newline="") as f:

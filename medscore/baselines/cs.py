@@ -198,17 +198,24 @@ def wavelet_cs(
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
     x = op.A_adjoint(y).clone() if x0 is None else x0.clone()
-    w = _Wavelet(tuple(x.shape[-2:]), wavelet, level)
+    h, wd = x.shape[-2:]
+    # sizes that are not multiples of 2^level (e.g. 151 x 187 slices) are padded symmetrically for the
+    # transform and cropped back; the prox is then exact only up to the boundary strip
+    lev = level if level is not None else max(1, min(4, _pywt().dwt_max_level(min(h, wd), _pywt().Wavelet(wavelet).dec_len)))
+    pad = ((-h) % 2**lev, (-wd) % 2**lev)
+    w = _Wavelet((h + pad[0], wd + pad[1]), wavelet, lev)
     step = 1.0 / op_norm**2
     thresh = step * lam
     rng = np.random.default_rng(seed)
 
     def prox(v: Tensor) -> Tensor:
         shift = tuple(int(s) for s in rng.integers(0, 2**w.level, size=2)) if cycle_spin else (0, 0)
-        c = w.forward(np.roll(v.detach().cpu().double().numpy(), shift, axis=(-2, -1)))
+        arr = v.detach().cpu().double().numpy()
+        arr = np.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(0, pad[0]), (0, pad[1])], mode="symmetric")
+        c = w.forward(np.roll(arr, shift, axis=(-2, -1)))
         d = w.detail_mask(c)
         c[d] = np.sign(c[d]) * np.maximum(np.abs(c[d]) - thresh, 0.0)
-        out = np.roll(w.inverse(c), (-shift[0], -shift[1]), axis=(-2, -1))
+        out = np.roll(w.inverse(c), (-shift[0], -shift[1]), axis=(-2, -1))[..., :h, :wd]
         return torch.as_tensor(out, dtype=v.dtype, device=v.device)
 
     z, t = x, 1.0
@@ -217,6 +224,6 @@ def wavelet_cs(
         t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         z = x_new + ((t - 1.0) / t_new) * (x_new - x)
         x, t = x_new, t_new
-        if history is not None:
+        if history is not None and pad == (0, 0):
             history.append(wavelet_objective(x, y, op, lam, wavelet, w.level))
     return x

@@ -39,3 +39,35 @@ def progress_bar(*extra: str) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *fields,
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=False,
     )
+
+
+def print_report(report, title: str | None = None) -> None:
+    """Rich table of a RunReport's metrics (mean +- std over slices), then the files written."""
+    from rich.table import Table
+
+    if report.metrics:
+        table = Table(title=title or f"{report.task}: {report.slices} slice(s), {report.nfe} NFE/slice, "
+                                     f"{report.seconds:.1f} s")
+        table.add_column("method")
+        for name in ("PSNR dB", "SSIM", "NMSE"):
+            table.add_column(name, justify="right")
+        for method, vals in report.metrics.items():
+            table.add_row(method, *(f"{vals[k][0]:.4f} ± {vals[k][1]:.4f}" if k != "psnr" else f"{vals[k][0]:.2f} ± {vals[k][1]:.2f}"
+                                    for k in ("psnr", "ssim", "nmse")))
+        console.print(table)
+    else:
+        console.print(f"{report.task}: {report.slices} slice(s), {report.nfe} NFE/slice, {report.seconds:.1f} s (no reference: no metrics)")
+    for name, path in report.outputs.items():
+        console.print(f"{name:>11}: {path}")
+
+
+@contextlib.contextmanager
+def slice_progress(description: str) -> Iterator:
+    """Progress bar over slices x noise levels; yields the ``progress(done, total)`` callback."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -7,6 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
+from .evaluate import benchmark_command, demo_command
+from .mask import mask_command
+from .models import models_command
+from .solve import denoise_command, inpaint_command, reconstruct_command, sample_command
 from .train import train_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,6 +31,14 @@ def main(
 
 
 app.command("train")(train_command)
+app.command("reconstruct")(reconstruct_command)
+app.command("inpaint")(inpaint_command)
+app.command("denoise")(denoise_command)
+app.command("sample")(sample_command)
+app.command("mask")(mask_command)
+app.command("models")(models_command)
+app.command("demo")(demo_command)
+app.command("benchmark")(benchmark_command)
 
 if __name__ == "__main__":
     app()

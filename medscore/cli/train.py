@@ -30,7 +30,12 @@ def train_command(
 
         if modality != "mri":
             raise InputError(f"modality {modality!r} is not supported yet: use --modality mri")
-        cfg = load_config(config) if config is not None else TrainConfig()
+        if config is not None:
+            cfg = load_config(config)
+        elif resume and (out / "model.json").is_file():
+            cfg = _run_config(out / "model.json")  # --resume alone continues with the run's own settings
+        else:
+            cfg = TrainConfig()
         if data is not None and not data.exists():
             raise InputError(f"--data path not found: {data}")
         cfg = replace(cfg, modality=modality, steps=steps, batch_size=batch_size, device=device, seed=seed)
@@ -51,3 +56,17 @@ def train_command(
             weights = train(cfg, out, resume=resume, callback=on_progress)
         console.print(f"weights: {weights}")
         console.print(f"config:  {weights.parent / 'model.json'}")
+
+
+def _run_config(meta_path: Path):
+    """The full training config saved in a run's ``model.json``."""
+    import json
+
+    from ..config import TrainConfig, config_from_dict
+    from ..errors import CheckpointError
+
+    try:
+        return config_from_dict(TrainConfig, json.loads(meta_path.read_text())["train_config"], where=str(meta_path))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"--resume: cannot read the run's config from {meta_path} ({exc.__class__.__name__}); "
+                              "pass --config") from None

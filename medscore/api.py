@@ -1,0 +1,144 @@
+"""The Python API radiology research scripts import: solvers on arrays, with the bundled prior by default.
+
+    >>> import numpy as np, medscore.api as ms
+    >>> img = np.random.rand(64, 64).astype(np.float32)          # an image on the [0, 1] scale
+    >>> mask = ms.make_mask("random", (64, 64), accel=4, center=0.08)
+    >>> res = ms.reconstruct_mri(img, mask, model=None, preset="fast")   # doctest: +SKIP
+    >>> res.mean.shape                                              # doctest: +SKIP
+    (64, 64)
+
+Arrays may be (H, W) or (B, H, W) numpy arrays or tensors on the [0, 1] intensity scale (use
+:class:`medscore.transforms.RobustScaleIntensity` for raw scans). Results come back as numpy arrays
+of the input's shape: ``mean`` and, with ``samples > 1``, the per-pixel ``std``. For files, see
+:mod:`medscore.reconstruct` (``reconstruct_file`` etc.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import solvers
+from .checkpoint import LoadedModel
+from .models import load_prior
+from .physics import SingleCoilMRI, make_mask, validate_mask
+from .reconstruct import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file
+from .solvers import SamplerOptions
+from .train import resolve_device, train
+
+__all__ = [
+    "Estimate", "load_prior", "make_mask", "reconstruct_mri", "inpaint", "denoise", "sample", "sample_to_files",
+    "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "train", "SamplerOptions",
+]
+
+
+@dataclass
+class Estimate:
+    """Posterior mean and per-pixel std (None for one sample) as numpy arrays, NFE per sample, seconds."""
+
+    mean: np.ndarray
+    std: np.ndarray | None
+    nfe: int
+    seconds: float
+
+
+def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    single = t.ndim == 2
+    if t.ndim not in (2, 3):
+        raise ValueError(f"expected an image (H, W) or a stack (B, H, W), got shape {tuple(t.shape)}")
+    t = t[None] if single else t
+    return t[:, None].to(device), single
+
+
+def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = False) -> Estimate:
+    def arr(t: torch.Tensor | None) -> np.ndarray | None:
+        if t is None:
+            return None
+        t = torch.linalg.vector_norm(t, dim=1) if channel_norm else t[:, 0]
+        a = t.float().cpu().numpy()
+        return a[0] if single else a
+
+    return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds)  # type: ignore[arg-type]
+
+
+def _setup(model, device: str, preset: str, samples: int, seed: int, **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
+    dev = resolve_device(device)
+    return load_prior(model, dev), dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
+
+
+def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int = 1, seed: int = 0,
+                    device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
+    """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
+    with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
+    magnitude of the complex reconstruction."""
+    prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    data = image_or_kspace
+    is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
+    shape = tuple(np.shape(data)[-2:])
+    m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
+    if is_kspace:
+        k = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).to(dev, torch.complex64)
+        single = k.ndim == 2
+        k = (k[None] if single else k)[:, None]
+        res = solvers.reconstruct_mri(prior.model, k * m, m, opts, real_image=False, noise_std=noise_std)
+        return _estimate(res, single, channel_norm=True)
+    x, single = _batch(data, dev)
+    y = SingleCoilMRI(m, real_input=True).A(x.float())
+    return _estimate(solvers.reconstruct_mri(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)
+
+
+def inpaint(image, mask, *, model=None, preset: str = "default", samples: int = 1, seed: int = 0,
+            device: str = "cpu", **overrides) -> Estimate:
+    """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known."""
+    prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    x, single = _batch(image, dev)
+    m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
+    return _estimate(solvers.inpaint(prior.model, x.float() * m, m, opts), single)
+
+
+def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
+            samples: int = 1, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
+    """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None."""
+    from .physics import estimate_noise_std
+
+    prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    x, single = _batch(image, dev)
+    sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())
+    return _estimate(solvers.denoise(prior.model, x.float(), sigma, opts, method=method), single)  # type: ignore[arg-type]
+
+
+def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,
+           device: str = "cpu", **overrides) -> Estimate:
+    """``n`` unconditional samples (n, H, W) from the prior."""
+    prior, dev, opts = _setup(model, device, preset, 1, seed, **overrides)
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    return _estimate(solvers.sample(prior.model, n, shape, opts, device=dev), single=False)  # type: ignore[arg-type]
+
+
+def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts: SamplerOptions | None = None,
+                    device: str = "auto", progress: Callable[[int, int], None] | None = None) -> tuple[tuple[Path, Path], int]:
+    """Draw samples and write a PNG grid plus a .npy stack beside it; returns ``((png, npy), nfe)``."""
+    from .errors import InputError
+    from .fileio import atomic_path
+    from .viz import save_grid
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out must be a .png file, got {out.name}")
+    if n < 1 or size < 8:
+        raise InputError("need n >= 1 and size >= 8")
+    dev = resolve_device(device)
+    prior = load_prior(model, dev)
+    cb = None if progress is None else (lambda i, total: progress(i + 1, total))
+    res = solvers.sample(prior.model, n, (size, size), opts or SamplerOptions(), device=dev, callback=cb)
+    imgs = res.mean[:, 0].float().cpu().numpy()
+    png = save_grid(imgs, out)
+    npy = out.with_suffix(".npy")
+    with atomic_path(npy) as tmp:
+        np.save(tmp, imgs)
+    return (png, npy), res.nfe

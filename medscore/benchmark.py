@@ -1,0 +1,218 @@
+"""``medscore demo`` and ``medscore benchmark``: every method on the same degraded held-out slices.
+
+The demo is the short version (two test slices, four tasks, the fast preset); the benchmark runs all
+tasks, all methods and the chosen presets on the test slab and writes ``docs/benchmarks.md``, a JSON
+file with every number, PNG panels and a quality-vs-NFE curve for 4x MRI.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .embedded import TEST_SLAB, held_out, load_embedded
+from .evaluation import TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method, run_method, training_axial_slices
+from .models import load_prior
+from .solvers import SamplerOptions
+from .viz import save_panel
+
+__all__ = ["TaskTable", "run_tasks", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve"]
+
+DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
+BENCHMARK_TASKS = list(TASKS)
+Log = Callable[[str], None]
+
+
+@dataclass
+class TaskTable:
+    """Results of all methods on one task."""
+
+    task: str
+    label: str
+    results: dict[str, MethodResult] = field(default_factory=dict)
+
+    def best_classical(self) -> str | None:
+        skip = ("zero-filled", "noisy input", "masked input", "nearest training slice")
+        cands = {k: v for k, v in self.results.items() if not k.startswith("medscore") and k not in skip}
+        return max(cands, key=lambda k: cands[k].psnr.mean()) if cands else None
+
+
+def _save_nifti(stack: torch.Tensor, path: Path, z0: int) -> None:
+    import nibabel as nib
+
+    from .fileio import atomic_path
+
+    _, affine = load_embedded()
+    aff = affine.copy()
+    aff[:3, 3] = affine[:3, :3] @ np.array([0, 0, z0]) + affine[:3, 3]
+    img = nib.Nifti1Image(np.moveaxis(stack[:, 0].float().numpy(), 0, -1), aff)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def run_tasks(tasks: list[str], slice_index: list[int] | None, presets: list[str], *, model=None,
+              out_dir: Path | None = None, denoise_methods: tuple[str, ...] = ("tweedie", "langevin"),
+              samples: int = 1, log: Log | None = None, seed: int = 0) -> list[TaskTable]:
+    """Degrade the chosen test slices for each task, run classical methods and medscore, score them.
+
+    With ``out_dir``, NIfTI stacks (reference, input, medscore) and a PNG panel per task are written.
+    """
+    log = log or (lambda _m: None)
+    torch.manual_seed(seed)
+    prior = load_prior(model)
+    test = torch.from_numpy(held_out("test"))[:, None]
+    idx = list(range(len(test))) if slice_index is None else slice_index
+    ref = test[idx]
+    val = torch.from_numpy(held_out("val"))[:, None]
+    train_slices = training_axial_slices()
+    tables = []
+    for name in tasks:
+        spec = TASKS[name]
+        prob = degrade(spec, ref, seed=seed)
+        table = TaskTable(name, spec.label)
+        log(f"{spec.label}: tuning classical methods on the validation slab")
+        for mname, fn in classical_methods(spec, degrade(spec, val, seed=seed + 1000), train_slices).items():
+            table.results[mname] = run_method(fn, prob)
+            log(f"  {mname}: {table.results[mname].psnr.mean():.2f} dB")
+        for preset in presets:
+            methods = denoise_methods if spec.kind == "denoise" else ("",)
+            for dm in methods:
+                if dm == "tweedie" and preset != presets[0]:
+                    continue  # one NFE, independent of the preset
+                label = f"medscore {preset}" if not dm else (f"medscore tweedie" if dm == "tweedie" else f"medscore {preset}")
+                opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
+                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm or "langevin"), prob)
+                r = table.results[label]
+                log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
+        if out_dir is not None:
+            _write_task_outputs(out_dir, table, prob, idx)
+        tables.append(table)
+    return tables
+
+
+def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, idx: list[int]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best = table.best_classical()
+    ms = [k for k in table.results if k.startswith("medscore")]
+    main = ms[-1] if ms else None
+    z0 = TEST_SLAB[0] + idx[0] if idx == list(range(idx[0], idx[0] + len(idx))) else TEST_SLAB[0]
+    _save_nifti(prob.ref, out_dir / f"{table.task}_reference.nii.gz", z0)
+    _save_nifti(prob.baseline, out_dir / f"{table.task}_input.nii.gz", z0)
+    if main is not None:
+        _save_nifti(table.results[main].estimate, out_dir / f"{table.task}_medscore.nii.gz", z0)
+    mid = len(idx) // 2
+    cols = [(next(iter(table.results)), prob.baseline)]
+    if best is not None:
+        cols.append((best.split(" (")[0], table.results[best].estimate))
+    if main is not None:
+        cols.append((main, table.results[main].estimate))
+    cols.append(("reference", prob.ref))
+    if main is not None:
+        cols.append(("|error| x5", (table.results[main].estimate - prob.ref).abs()))
+    titles = [c[0] for c in cols]
+    wins = [(0.0, 0.2) if t.startswith("|error|") else (0.0, 1.0) for t in titles]
+    save_panel([c[1][mid, 0] for c in cols], titles, out_dir / f"{table.task}_panel.png", wins)
+
+
+def nfe_curve(task: str, budgets: list[tuple[int, int]], slice_index: list[int] | None, *, model=None,
+              seed: int = 0, log: Log | None = None) -> list[tuple[int, float, float]]:
+    """(NFE, PSNR, SSIM) of medscore on ``task`` for (levels, steps) budgets, on the test slices."""
+    log = log or (lambda _m: None)
+    prior = load_prior(model)
+    test = torch.from_numpy(held_out("test"))[:, None]
+    ref = test if slice_index is None else test[slice_index]
+    spec = TASKS[task]
+    prob = degrade(spec, ref, seed=seed)
+    points = []
+    for levels, steps in budgets:
+        opts = SamplerOptions(preset="default", num_levels=levels, n_steps_each=steps, seed=seed)
+        r = run_method(medscore_method(spec, prior.model, opts), prob)
+        points.append((r.nfe, float(r.psnr.mean()), float(r.ssim.mean())))
+        log(f"  {r.nfe} NFE: {r.psnr.mean():.2f} dB")
+    return points
+
+
+def plot_curve(points: list[tuple[int, float, float]], baselines: dict[str, float], path: Path) -> Path:
+    """A small PSNR-vs-NFE line chart (log x) drawn with Pillow, with horizontal lines for baselines."""
+    from PIL import Image, ImageDraw
+
+    from .fileio import atomic_path
+
+    w, h, pad = 560, 360, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    xs = [np.log10(p[0]) for p in points]
+    ys = [p[1] for p in points] + list(baselines.values())
+    x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+    y0, y1 = min(ys) - 1, max(ys) + 1
+    px = lambda x: pad + (x - x0) / (x1 - x0) * (w - 2 * pad)  # noqa: E731
+    py = lambda y: h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)  # noqa: E731
+    d.rectangle([pad, pad, w - pad, h - pad], outline="black")
+    for nfe, _, _ in points:
+        d.text((px(np.log10(nfe)) - 8, h - pad + 5), str(nfe), fill="black")
+    for yv in np.arange(np.ceil(y0), y1, max(1, round((y1 - y0) / 6))):
+        d.text((5, py(yv) - 6), f"{yv:.0f}", fill="black")
+    colors = ["red", "blue", "green", "orange"]
+    for (name, val), c in zip(baselines.items(), colors):
+        d.line([pad, py(val), w - pad, py(val)], fill=c)
+        d.text((pad + 5, py(val) - 12), name, fill=c)
+    pts = [(px(x), py(p[1])) for x, p in zip(xs, points)]
+    d.line(pts, fill="black", width=2)
+    for p in pts:
+        d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill="black")
+    d.text((pad, 15), "medscore PSNR (dB) vs network evaluations, MRI 1D 4x, test slices", fill="black")
+    d.text((w // 2 - 20, h - 20), "NFE (log)", fill="black")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def machine() -> str:
+    """One line describing this machine (CPU count, torch, device)."""
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} torch threads, {dev}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def results_json(tables: list[TaskTable]) -> dict:
+    out = {}
+    for t in tables:
+        out[t.task] = {"label": t.label, "best_classical": t.best_classical(), "methods": {
+            k: {"psnr": [float(v) for v in r.psnr], "ssim": [float(v) for v in r.ssim], "nmse": [float(v) for v in r.nmse],
+                "seconds_per_slice": r.seconds_per_slice, "nfe": r.nfe} for k, r in t.results.items()}}
+    return out
+
+
+def write_markdown(tables: list[TaskTable], path: Path, command: str, extra: str = "") -> Path:
+    """docs/benchmarks.md-style table: mean +- std over slices, seconds per slice, NFE; targets checked."""
+    from .fileio import atomic_path
+
+    lines = [f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ", f"Machine: {machine()}", ""]
+    for t in tables:
+        lines += [f"### {t.label}", "", "| method | PSNR dB | SSIM | NMSE | s/slice | NFE |", "|---|---|---|---|---|---|"]
+        best = t.best_classical()
+        for k, r in t.results.items():
+            mark = " (best classical)" if k == best else ""
+            lines.append(f"| {k}{mark} | {r.psnr.mean():.2f} ± {r.psnr.std(ddof=1) if len(r.psnr) > 1 else 0:.2f} | "
+                         f"{r.ssim.mean():.4f} ± {r.ssim.std(ddof=1) if len(r.ssim) > 1 else 0:.4f} | "
+                         f"{r.nmse.mean():.4f} | {r.seconds_per_slice:.2f} | {r.nfe} |")
+        lines.append("")
+    lines.append(extra)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_json(tables: list[TaskTable], path: Path, meta: dict) -> Path:
+    from .fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"meta": meta, "results": results_json(tables)}, indent=1))
+    return path

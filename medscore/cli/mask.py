@@ -1,0 +1,39 @@
+"""``medscore mask``: k-space undersampling masks (fastMRI-style lines or 2D Poisson disc)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import console, handle_errors
+
+
+def mask_command(
+    shape: Annotated[tuple[int, int], typer.Option(help="image size H W")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output .npy")],
+    pattern: Annotated[str, typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson (2D, shape (H, W))")] = "random",
+    accel: Annotated[float, typer.Option(help="acceleration factor R")] = 4.0,
+    center: Annotated[float, typer.Option(help="fully sampled centre fraction")] = 0.08,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write a 0/1 mask over centred k-space (1 = sampled)."""
+    with handle_errors():
+        import numpy as np
+
+        from ..errors import InputError
+        from ..fileio import atomic_path
+        from ..physics import acceleration, make_mask
+
+        if pattern not in ("random", "equispaced", "poisson"):
+            raise InputError(f"--pattern must be random, equispaced or poisson, got {pattern!r}")
+        if out.suffix != ".npy":
+            raise InputError(f"--out must end in .npy, got {out.name}")
+        try:
+            m = make_mask(pattern, tuple(shape), accel, center, seed)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        with atomic_path(out) as tmp:
+            np.save(tmp, m)
+        console.print(f"{out}: {pattern} mask, shape {m.shape}, acceleration {acceleration(m, tuple(shape)):.2f}")

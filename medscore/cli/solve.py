@@ -1,0 +1,149 @@
+"""``medscore reconstruct | inpaint | denoise | sample``: the solvers on scan files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import contextlib
+from collections.abc import Iterator
+
+from ._common import console, handle_errors, print_report, slice_progress
+
+ModelOpt = Annotated[Optional[Path], typer.Option(help="training output folder or its model.safetensors; default: the bundled prior")]
+OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="output NIfTI (default: next to the input)")]
+SamplesOpt = Annotated[int, typer.Option(help="posterior samples averaged into the estimate (std written when > 1)")]
+PresetOpt = Annotated[str, typer.Option(help="sampler preset: fast, default or best")]
+AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
+BatchOpt = Annotated[int, typer.Option(help="slices solved together")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+SeedOpt = Annotated[int, typer.Option(help="random seed")]
+StepOpt = Annotated[Optional[float], typer.Option(help="multiplier on the preset's step size")]
+StartOpt = Annotated[Optional[float], typer.Option(help="warm-start noise level (default: the task's)")]
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator:
+    """Like ``slice_progress``, but the bar only appears once the first level is done: an input error
+    found while loading (scan, mask, model, output path) then prints its one line and nothing else."""
+    with contextlib.ExitStack() as stack:
+        bar = []
+
+        def update(done: int, total: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(slice_progress(description)))
+            bar[0](done, total)
+
+        yield update
+
+
+def _is_complex_npy(path: Path) -> bool:
+    """True for a readable .npy holding complex values (k-space); unreadable files are left to the scan reader."""
+    import numpy as np
+
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        return False
+    try:
+        return bool(np.iscomplexobj(np.load(path, mmap_mode="r", allow_pickle=False)))
+    except Exception:  # corrupt or pickled: load_scan reports it as one line
+        return False
+
+
+def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None):
+    from ..solvers import SamplerOptions
+    from ..errors import InputError
+    from ..sampling import PRESETS
+
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+    if samples < 1:
+        raise InputError(f"--samples must be >= 1, got {samples}")
+    return SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start)
+
+
+def reconstruct_command(
+    scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image; or complex k-space (.npy, fastMRI .h5)")],
+    mask: Annotated[Optional[Path], typer.Option(help="0/1 k-space mask .npy, (W,) lines or (H, W); see `medscore mask`")] = None,
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    step_multiplier: StepOpt = None, sigma_start: StartOpt = None,
+) -> None:
+    """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it."""
+    with handle_errors():
+        from ..errors import InputError
+        from ..reconstruct import reconstruct_file, reconstruct_kspace_file
+
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start)
+        is_kspace = scan.suffix.lower() == ".h5" or _is_complex_npy(scan)
+        with _progress("reconstructing") as progress:
+            if is_kspace:
+                report = reconstruct_kspace_file(scan, mask, model=model, out=out, opts=opts, batch_size=batch_size,
+                                                 device=device, progress=progress)
+            else:
+                if mask is None:
+                    raise InputError("--mask is required for image inputs (make one with `medscore mask`)")
+                report = reconstruct_file(scan, mask, model=model, out=out, opts=opts, axis=axis,
+                                          batch_size=batch_size, device=device, progress=progress)
+        print_report(report)
+
+
+def inpaint_command(
+    scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")],
+    mask: Annotated[Optional[Path], typer.Option(help="0/1 .npy of shape (H, W): 1 = known pixel, 0 = hole")] = None,
+    missing: Annotated[Optional[float], typer.Option(help="instead of --mask: remove this random fraction of pixels")] = None,
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    step_multiplier: StepOpt = None, sigma_start: StartOpt = None,
+) -> None:
+    """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
+    with handle_errors():
+        from ..reconstruct import inpaint_file
+
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start)
+        with _progress("inpainting") as progress:
+            report = inpaint_file(scan, mask, missing=missing, mask_seed=seed, model=model, out=out, opts=opts,
+                                  axis=axis, batch_size=batch_size, device=device, progress=progress)
+        print_report(report)
+
+
+def denoise_command(
+    scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")],
+    noise_std: Annotated[Optional[float], typer.Option(help="noise std as a fraction of the scan's 99.5th percentile; default: estimated")] = None,
+    add_noise: Annotated[Optional[float], typer.Option(help="simulate: add Gaussian noise of this std, score against the input")] = None,
+    method: Annotated[str, typer.Option(help="tweedie (one-step MMSE, 1 NFE) or langevin (annealed from the noise level)")] = "tweedie",
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    step_multiplier: StepOpt = None,
+) -> None:
+    """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
+    with handle_errors():
+        from ..errors import InputError
+        from ..reconstruct import denoise_file
+
+        if method not in ("tweedie", "langevin"):
+            raise InputError(f"--method must be tweedie or langevin, got {method!r}")
+        opts = _opts(preset, samples, seed, step_multiplier, None)
+        with _progress("denoising") as progress:
+            report = denoise_file(scan, noise_std=noise_std, add_noise=add_noise, noise_seed=seed, method=method,
+                                  model=model, out=out, opts=opts, axis=axis, batch_size=batch_size, device=device,
+                                  progress=progress)
+        print_report(report)
+
+
+def sample_command(
+    n: Annotated[int, typer.Option("-n", help="number of samples")] = 16,
+    out: Annotated[Path, typer.Option("-o", "--out", help="output PNG grid (a .npy with the arrays is written beside it)")] = Path("samples.png"),
+    size: Annotated[int, typer.Option(help="image size in pixels (square)")] = 64,
+    model: ModelOpt = None, preset: PresetOpt = "default", device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    step_multiplier: StepOpt = None,
+) -> None:
+    """Draw unconditional samples from the prior with annealed Langevin dynamics (Algorithm 1)."""
+    with handle_errors():
+        from ..api import sample_to_files
+
+        with _progress("sampling") as progress:
+            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None),
+                                         device=device, progress=progress)
+        console.print(f"{n} samples, {nfe} NFE each: {paths[0]} and {paths[1]}")

@@ -1,0 +1,101 @@
+"""Synthetic scans written by the tests themselves: NIfTI volumes and DICOM series with known geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+# Voxel axis i -> world -y (2 mm), j -> world -x (1.5 mm), k -> world +z (3 mm): an LPS-like, axis-permuted
+# layout with non-unit spacing and an offset. In RAS the first axis is R (= flipped j), the second A
+# (= flipped i), the third S (= k), so ras[a, b, c] == data[ni - 1 - b, nj - 1 - a, c].
+ODD_AFFINE = np.array([
+    [0.0, -1.5, 0.0, 10.0],
+    [-2.0, 0.0, 0.0, 20.0],
+    [0.0, 0.0, 3.0, -30.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+ODD_RAS_SPACING = (1.5, 2.0, 3.0)
+
+
+def odd_to_ras(data: np.ndarray) -> np.ndarray:
+    """Where the voxels of a volume stored with :data:`ODD_AFFINE` land after reorientation to RAS."""
+    return np.ascontiguousarray(data[::-1, ::-1, :].transpose(1, 0, 2))
+
+
+def write_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """A blob-like positive volume: an ellipsoid of random texture on a zero background."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    inside = sum(g**2 for g in grids) < 0.8
+    return (inside * (0.5 + rng.uniform(0.0, 1.0, shape))).astype(np.float32)
+
+
+def write_dicom_series(folder: str | Path, vol: np.ndarray, spacing: tuple[float, float] = (0.8, 0.9),
+                       thickness: float = 2.5, origin: tuple[float, float, float] = (-10.0, -20.0, 5.0)) -> Path:
+    """Write ``vol`` (slices, rows, cols) as an axial MR series of uint16 files (file names not in slice order).
+
+    Patient (LPS) geometry: columns run along +x with spacing ``spacing[1]``, rows along +y with
+    ``spacing[0]``, slice k sits at z = origin_z + k * thickness.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    n = vol.shape[0]
+    for k in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality = "MR"
+        ds.PatientName = "Test^Phantom"
+        ds.PatientID = "0"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * thickness]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = list(spacing)
+        ds.SliceThickness = thickness
+        ds.Rows, ds.Columns = vol.shape[1], vol.shape[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.ascontiguousarray(vol[k], dtype=np.uint16).tobytes()
+        ds.save_as(folder / f"im{(k * 7 + 3) % n:03d}.dcm", enforce_file_format=True)
+    return folder
+
+
+# MONAI's notices about an optional GPU DICOM decoder and a changed Orientation default: not ours to fix
+QUIET_MONAI = [
+    pytest.mark.filterwarnings("ignore:.*nvImageCodec.*:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*Orientationd.*:FutureWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test on one intra-op thread: on a shared 2-core machine two spinning OpenMP threads per
+    process are many times slower than one. Restores the previous setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
