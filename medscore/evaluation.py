@@ -75,7 +75,7 @@ def degrade(spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
         if spec.kspace_noise > 0:
             noise = torch.complex(torch.randn(y.shape, generator=g), torch.randn(y.shape, generator=g))
             y = y + op._mask_for(y) * noise * (spec.kspace_noise / np.sqrt(2))
-        return Problem(spec, ref, y, op.A_dagger(y).abs(), op, m)
+        return Problem(spec, ref, y, op.zero_filled_magnitude(y), op, m)
     if spec.kind == "denoise":
         y = ref + spec.noise * torch.randn(ref.shape, generator=g)
         return Problem(spec, ref, y, y)

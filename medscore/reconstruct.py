@@ -186,7 +186,7 @@ def reconstruct_file(scan: str | Path, mask: str | Path | np.ndarray, *, model=N
 
     def solve(x: torch.Tensor, sl: slice, cb=None) -> SolverResult:
         y = op.A(x)
-        zf.append(op.A_dagger(y).abs()[:, 0].cpu().numpy())  # magnitude zero-filled, the usual baseline
+        zf.append(op.zero_filled_magnitude(y)[:, 0].cpu().numpy())  # |F^H M y|, the usual baseline
         return reconstruct_mri(job.prior.model, y, m, opts, real_image=True, callback=cb)
 
     mean, std, nfe, secs = job.solve(solve, batch_size, progress)

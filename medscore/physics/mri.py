@@ -81,6 +81,10 @@ class SingleCoilMRI(MaskedUnitary):
         """Zero-filled reconstruction ``A^+ y`` (inverse FFT of the masked k-space)."""
         return self.A_dagger(y)
 
+    def zero_filled_magnitude(self, y: Tensor) -> Tensor:
+        """``|F^H M y|`` as (B, 1, H, W): the usual zero-filled baseline, whatever the image mode."""
+        return ifft2c(self._mask_for(y) * y).abs()
+
 
 class MultiCoilMRI(LinearOperator):
     """``y_k = M F (S_k x)``; x complex (B, 2, H, W), smaps complex (1 or B, K, H, W), y (B, K, H, W).
