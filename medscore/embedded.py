@@ -21,7 +21,7 @@ import numpy as np
 
 from .transforms.array import RobustScaleIntensity
 
-__all__ = ["TEST_SLAB", "VAL_SLAB", "GUARD", "embedded_path", "load_embedded", "training_blocks", "held_out"]
+__all__ = ["TEST_SLAB", "VAL_SLAB", "GUARD", "embedded_path", "load_embedded", "training_blocks", "held_out", "save_slab"]
 
 TEST_SLAB = (76, 86)
 VAL_SLAB = (100, 102)
@@ -64,3 +64,17 @@ def held_out(which: str = "test") -> np.ndarray:
     lo, hi = {"test": TEST_SLAB, "val": VAL_SLAB}[which]
     vol, _ = load_embedded()
     return np.ascontiguousarray(np.moveaxis(vol[0, :, :, lo:hi], -1, 0))
+
+
+def save_slab(which: str, path: str | Path) -> Path:
+    """Write the test or validation slab of the embedded T1 as a NIfTI "scan" (stored uint8 units, true affine)."""
+    from .fileio import atomic_path
+
+    lo, hi = {"test": TEST_SLAB, "val": VAL_SLAB}[which]
+    img = nib.load(embedded_path("t1"))
+    data = np.asarray(img.dataobj)[:, :, lo:hi]
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ np.array([0, 0, lo]) + img.affine[:3, 3]
+    with atomic_path(path) as tmp:
+        nib.save(nib.Nifti1Image(data, affine), str(tmp))
+    return Path(path)

@@ -36,10 +36,16 @@ def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int | N
 
 
 def save_panel(images: Sequence[np.ndarray | torch.Tensor], titles: Sequence[str], path: str | Path,
-               windows: Sequence[tuple[float, float]] | None = None, scale: int = 2) -> Path:
-    """Side-by-side 2D images with a title above each, e.g. zero-filled | medscore | reference | |error|."""
+               windows: Sequence[tuple[float, float]] | None = None, scale: int = 2, rotate: bool = True) -> Path:
+    """Side-by-side 2D images with a title above each, e.g. zero-filled | medscore | reference | |error|.
+
+    With ``rotate`` each stored (X, Y) slice is shown as ``np.rot90`` of it, which puts anterior up for
+    axial slices of RAS-like NIfTI volumes (radiological viewers do the same).
+    """
     windows = windows or [(0.0, 1.0)] * len(images)
     tiles = [to_uint8(im, *win) for im, win in zip(images, windows)]
+    if rotate:
+        tiles = [np.ascontiguousarray(np.rot90(t)) for t in tiles]
     h = max(t.shape[0] for t in tiles)
     tiles = [np.pad(t, ((0, h - t.shape[0]), (0, 0))) for t in tiles]
     tiles = [np.kron(t, np.ones((scale, scale), np.uint8)) for t in tiles]

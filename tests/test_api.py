@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import medscore.api as ms
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from medscore.checkpoint import load_model, save_model
 from medscore.config import ModelConfig, TrainConfig
 from medscore.errors import InputError

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from medscore.checkpoint import (
     META,
     RAW_WEIGHTS,

@@ -16,7 +16,6 @@ import torch
 from typer.testing import CliRunner
 
 from _synth import ODD_AFFINE, phantom, write_nifti
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from medscore.checkpoint import save_model
 from medscore.cli.main import app
 from medscore.config import ModelConfig, TrainConfig

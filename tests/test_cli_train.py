@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from _synth import QUIET_MONAI, phantom, write_nifti
 from medscore.cli.main import app
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from medscore.losses import dsm_loss
 from medscore.nets import NCSN
 from medscore.noise import (

@@ -28,14 +28,6 @@ from medscore.sampling.toy import gaussian_score, mixture_score, mode_weights, s
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small tensors: extra threads only contend with other jobs on shared cores (measured 15x slower)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from medscore.config import ModelConfig
 from medscore.nets import NCSN, NCSNv2, build_model, count_parameters
 from medscore.nets.layers import InstanceNormPlus

@@ -24,14 +24,6 @@ from medscore.solvers import SamplerOptions
 SIGMAS = geometric_sigmas(3.0, 0.01, 50)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: extra threads only contend with other jobs on shared cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class GaussianPrior(nn.Module):
     """Exact score of N(mu, s^2 I) perturbed with N(0, sigma^2 I): -(x - mu) / (s^2 + sigma^2).

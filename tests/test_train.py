@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from _synth import QUIET_MONAI, phantom, write_nifti
 from medscore.checkpoint import load_model
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig

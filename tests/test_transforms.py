@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from _synth import one_torch_thread  # noqa: F401  (autouse fixture)
 from _synth import QUIET_MONAI, ODD_AFFINE, ODD_RAS_SPACING, odd_to_ras, phantom, write_dicom_series, write_nifti
 from medscore.config import DataConfig
 from medscore.dataset import find_scans, load_transforms, load_volumes, train_transforms, training_slices

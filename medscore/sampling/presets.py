@@ -68,7 +68,7 @@ class SamplerPreset:
 # plain rule); the others use the rule as is. All are starting points for tuning on validation data.
 PRESETS: dict[str, SamplerPreset] = {
     "fast": SamplerPreset("fast", num_levels=33, n_steps_each=3, multiplier=2.5),
-    "default": SamplerPreset("default", num_levels=100, n_steps_each=3, multiplier=1.0),
+    "default": SamplerPreset("default", num_levels=66, n_steps_each=3, multiplier=1.0),
     "best": SamplerPreset("best", num_levels=None, n_steps_each=5, multiplier=1.0),
 }
 
