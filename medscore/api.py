@@ -71,7 +71,7 @@ def _setup(model, device: str, preset: str, samples: int, seed: int, **overrides
     return load_prior(model, dev), dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
 
 
-def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int = 1, seed: int = 0,
+def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
                     device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
@@ -92,7 +92,7 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     return _estimate(solvers.reconstruct_mri(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)
 
 
-def inpaint(image, mask, *, model=None, preset: str = "default", samples: int = 1, seed: int = 0,
+def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
             device: str = "cpu", **overrides) -> Estimate:
     """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known."""
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
@@ -102,7 +102,7 @@ def inpaint(image, mask, *, model=None, preset: str = "default", samples: int = 
 
 
 def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
-            samples: int = 1, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
+            samples: int | None = None, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
     """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None."""
     from .physics import estimate_noise_std
 

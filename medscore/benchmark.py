@@ -59,7 +59,7 @@ def _save_nifti(stack: torch.Tensor, path: Path, z0: int) -> None:
 
 def run_tasks(tasks: list[str], slice_index: list[int] | None, presets: list[str], *, model=None,
               out_dir: Path | None = None, denoise_methods: tuple[str, ...] = ("tweedie", "langevin"),
-              samples: int = 1, log: Log | None = None, seed: int = 0) -> list[TaskTable]:
+              samples: int | None = None, log: Log | None = None, seed: int = 0) -> list[TaskTable]:
     """Degrade the chosen test slices for each task, run classical methods and medscore, score them.
 
     With ``out_dir``, NIfTI stacks (reference, input, medscore) and a PNG panel per task are written.

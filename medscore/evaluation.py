@@ -184,7 +184,7 @@ def medscore_method(spec: TaskSpec, model: Any, opts: SamplerOptions, denoise_me
             else:
                 res = inpaint(model, p.y[sl], p.mask[sl], opts)
             outs.append(res.mean.cpu())
-            nfe = res.nfe
+            nfe = res.nfe * res.samples  # total network evaluations per slice
         return torch.cat(outs), nfe
 
     return solve

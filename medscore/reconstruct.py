@@ -117,7 +117,7 @@ class _Job:
             res = fn(x, sl, on_level if progress is not None else None)
             means.append(res.mean[:, 0].float().cpu().numpy())
             stds.append(None if res.std is None else res.std[:, 0].float().cpu().numpy())
-            nfe, secs = res.nfe, secs + res.seconds
+            nfe, secs = res.nfe * res.samples, secs + res.seconds  # NFE per slice, all samples
         std = None if stds[0] is None else np.concatenate(stds)
         return np.concatenate(means), std, nfe, secs
 
@@ -340,7 +340,7 @@ def reconstruct_kspace_file(kspace: str | Path, mask: str | Path | np.ndarray | 
         means.append(torch.linalg.vector_norm(res.mean, dim=1).cpu().numpy() * scale)
         if res.std is not None:
             stds.append(torch.linalg.vector_norm(res.std, dim=1).cpu().numpy() * scale)
-        nfe, secs = res.nfe, secs + res.seconds
+        nfe, secs = res.nfe * res.samples, secs + res.seconds
     mag = np.moveaxis(np.concatenate(means), 0, -1)
     zf = np.moveaxis(torch.linalg.vector_norm(zf_all, dim=1).cpu().numpy(), 0, -1)
     scan = Scan(mag, np.eye(4), None, "kspace", None)

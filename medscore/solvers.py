@@ -51,8 +51,12 @@ class SamplerOptions:
     eps: float | None = None
     multiplier: float | None = None
     sigma_start: float | None = None
-    samples: int = 1
+    samples: int | None = None  # None: the preset's
     seed: int = 0
+
+    def n_samples(self) -> int:
+        """Posterior samples to average: explicit, else the preset's."""
+        return max(1, self.samples if self.samples is not None else self.resolve().samples)
 
     def resolve(self) -> SamplerPreset:
         if self.preset not in PRESETS:
@@ -121,7 +125,7 @@ def _run(model: ScoreModel, x0: Tensor, opts: SamplerOptions, default_start: flo
     sigma_ref = float(sigmas[-1])
     eps = resolve_step_size(levels, preset.n_steps_each, preset.eps, preset.multiplier, sigma_ref=sigma_ref)
     g = torch.Generator(device=x0.device).manual_seed(opts.seed)
-    n = max(1, opts.samples)
+    n = opts.n_samples()
     b = x0.shape[0]
     x = _repeat(x0, n)
     x = x + float(levels[0]) * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
@@ -156,7 +160,7 @@ def reconstruct_mri(model: ScoreModel, kspace: Tensor, mask: Tensor, opts: Sampl
     y = kspace
     x0 = op.A_dagger(y) if smaps is None else op.A_adjoint(y)
     mode = consistency or ("noisy" if noise_std == 0 and smaps is None else "gradient")
-    n = max(1, opts.samples)
+    n = opts.n_samples()
     y_rep = _repeat(y, n)
     # the chains of image b are rows b * n .. b * n + n - 1: per-image coil maps / masks must follow them
     op_rep = op
@@ -191,7 +195,7 @@ def inpaint(model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions
     m = op.A(torch.ones_like(image))
     fill = (y.sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1))
     x0 = y + (1 - m) * fill
-    n = max(1, opts.samples)
+    n = opts.n_samples()
     y_rep = _repeat(y, n)
     op_rep = Inpainting(_repeat(op.mask, n)) if op.mask.ndim == 4 else op
 
@@ -227,7 +231,7 @@ def denoise(model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOpt
     levels = select_levels(sigmas.to(image.device), preset.num_levels, start)
     eps = resolve_step_size(levels, preset.n_steps_each, preset.eps, preset.multiplier, sigma_ref=float(sigmas[-1]))
     g = torch.Generator(device=image.device).manual_seed(opts.seed)
-    n = max(1, opts.samples)
+    n = opts.n_samples()
     x = _repeat(image, n)
     weight = _likelihood_weight(_step_size(eps, float(sigmas[-1])), noise_std)
     data = GradientStep(Denoising(noise_std), x.clone(), weight)  # y for every chain

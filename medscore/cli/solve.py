@@ -14,7 +14,7 @@ from ._common import console, handle_errors, print_report, slice_progress
 
 ModelOpt = Annotated[Optional[Path], typer.Option(help="training output folder or its model.safetensors; default: the bundled prior")]
 OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="output NIfTI (default: next to the input)")]
-SamplesOpt = Annotated[int, typer.Option(help="posterior samples averaged into the estimate (std written when > 1)")]
+SamplesOpt = Annotated[Optional[int], typer.Option(help="posterior samples averaged into the estimate (std written when > 1); default: the preset's")]
 PresetOpt = Annotated[str, typer.Option(help="sampler preset: fast, default or best")]
 AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
 BatchOpt = Annotated[int, typer.Option(help="slices solved together")]
@@ -58,7 +58,7 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
 
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
     return SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start)
 
@@ -66,7 +66,7 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
 def reconstruct_command(
     scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image; or complex k-space (.npy, fastMRI .h5)")],
     mask: Annotated[Optional[Path], typer.Option(help="0/1 k-space mask .npy, (W,) lines or (H, W); see `medscore mask`")] = None,
-    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None,
 ) -> None:
@@ -93,7 +93,7 @@ def inpaint_command(
     scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")],
     mask: Annotated[Optional[Path], typer.Option(help="0/1 .npy of shape (H, W): 1 = known pixel, 0 = hole")] = None,
     missing: Annotated[Optional[float], typer.Option(help="instead of --mask: remove this random fraction of pixels")] = None,
-    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None,
 ) -> None:
@@ -113,7 +113,7 @@ def denoise_command(
     noise_std: Annotated[Optional[float], typer.Option(help="noise std as a fraction of the scan's 99.5th percentile; default: estimated")] = None,
     add_noise: Annotated[Optional[float], typer.Option(help="simulate: add Gaussian noise of this std, score against the input")] = None,
     method: Annotated[str, typer.Option(help="tweedie (one-step MMSE, 1 NFE) or langevin (annealed from the noise level)")] = "tweedie",
-    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = 1, preset: PresetOpt = "default",
+    model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = 4, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None,
 ) -> None:

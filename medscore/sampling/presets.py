@@ -53,6 +53,7 @@ class SamplerPreset:
         eps: explicit step size at sigma_L (Algorithm 1 convention); ``None`` = rule times ``multiplier``.
         multiplier: factor on the rule's step size (ignored when ``eps`` is set).
         denoise_last: final Tweedie step (one more evaluation).
+        samples: posterior samples averaged into the estimate unless the caller says otherwise.
     """
 
     name: str
@@ -61,6 +62,7 @@ class SamplerPreset:
     eps: float | None = None
     multiplier: float = 1.0
     denoise_last: bool = True
+    samples: int = 1
 
 
 # Levels x steps + 1 Tweedie step. fast: 100 NFE; default: 301; best: all levels x 5 (the NCSNv2 setting).
