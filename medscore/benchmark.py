@@ -23,7 +23,7 @@ from .models import load_prior
 from .solvers import SamplerOptions
 from .viz import save_panel
 
-__all__ = ["TaskTable", "run_tasks", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve"]
+__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve"]
 
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = list(TASKS)
@@ -44,40 +44,65 @@ class TaskTable:
         return max(cands, key=lambda k: cands[k].psnr.mean()) if cands else None
 
 
-def _save_nifti(stack: torch.Tensor, path: Path, z0: int) -> None:
+def _save_nifti(stack: torch.Tensor, path: Path, affine: np.ndarray) -> None:
     import nibabel as nib
 
     from .fileio import atomic_path
 
-    _, affine = load_embedded()
-    aff = affine.copy()
-    aff[:3, 3] = affine[:3, :3] @ np.array([0, 0, z0]) + affine[:3, 3]
-    img = nib.Nifti1Image(np.moveaxis(stack[:, 0].float().numpy(), 0, -1), aff)
+    img = nib.Nifti1Image(np.moveaxis(stack[:, 0].float().numpy(), 0, -1), affine)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
 
 
-def run_tasks(tasks: list[str], slice_index: list[int] | None, presets: list[str], *, model=None,
-              out_dir: Path | None = None, denoise_methods: tuple[str, ...] = ("tweedie", "langevin"),
-              samples: int | None = None, log: Log | None = None, seed: int = 0) -> list[TaskTable]:
-    """Degrade the chosen test slices for each task, run classical methods and medscore, score them.
+def embedded_slices(slice_index: list[int] | None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(test, validation, affine of the first test slice) from the embedded held-out slabs."""
+    test = torch.from_numpy(held_out("test"))[:, None]
+    idx = list(range(len(test))) if slice_index is None else slice_index
+    _, affine = load_embedded()
+    return test[idx], torch.from_numpy(held_out("val"))[:, None], _slice_affine(affine, TEST_SLAB[0] + idx[0])
+
+
+def external_slices(path: str | Path, test_index: list[int], val_index: list[int],
+                    frame: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Axial slices of a scan the prior never saw (e.g. nibabel's example EPI), scaled like any input."""
+    import nibabel as nib
+
+    from .transforms import RobustScaleIntensity
+
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4:
+        data = data[..., frame]
+    scaled = RobustScaleIntensity(0.0, 99.5)(data)
+    stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled, -1, 0)))[:, None]
+    return stack[test_index], stack[val_index], _slice_affine(img.affine, test_index[0])
+
+
+def _slice_affine(affine: np.ndarray, z0: int) -> np.ndarray:
+    aff = np.asarray(affine, dtype=np.float64).copy()
+    aff[:3, 3] = affine[:3, :3] @ np.array([0, 0, z0]) + affine[:3, 3]
+    return aff
+
+
+def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: list[str], *, model=None,
+              out_dir: Path | None = None, affine: np.ndarray | None = None,
+              denoise_methods: tuple[str, ...] = ("tweedie", "langevin"), samples: int | None = None,
+              log: Log | None = None, seed: int = 0, nearest: bool = True) -> list[TaskTable]:
+    """Degrade the test slices ``ref`` for each task, run classical methods (tuned on ``val``) and medscore.
 
     With ``out_dir``, NIfTI stacks (reference, input, medscore) and a PNG panel per task are written.
+    ``nearest`` adds the nearest-training-slice honesty check (embedded data only: same slice size).
     """
     log = log or (lambda _m: None)
     torch.manual_seed(seed)
     prior = load_prior(model)
-    test = torch.from_numpy(held_out("test"))[:, None]
-    idx = list(range(len(test))) if slice_index is None else slice_index
-    ref = test[idx]
-    val = torch.from_numpy(held_out("val"))[:, None]
-    train_slices = training_axial_slices()
+    train_slices = training_axial_slices() if nearest else None
     tables = []
     for name in tasks:
         spec = TASKS[name]
         prob = degrade(spec, ref, seed=seed)
         table = TaskTable(name, spec.label)
-        log(f"{spec.label}: tuning classical methods on the validation slab")
+        log(f"{spec.label}: tuning classical methods on the validation slices")
         for mname, fn in classical_methods(spec, degrade(spec, val, seed=seed + 1000), train_slices).items():
             table.results[mname] = run_method(fn, prob)
             log(f"  {mname}: {table.results[mname].psnr.mean():.2f} dB")
@@ -92,22 +117,21 @@ def run_tasks(tasks: list[str], slice_index: list[int] | None, presets: list[str
                 r = table.results[label]
                 log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
         if out_dir is not None:
-            _write_task_outputs(out_dir, table, prob, idx)
+            _write_task_outputs(out_dir, table, prob, affine if affine is not None else np.eye(4))
         tables.append(table)
     return tables
 
 
-def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, idx: list[int]) -> None:
+def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, affine: np.ndarray) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     best = table.best_classical()
     ms = [k for k in table.results if k.startswith("medscore")]
     main = ms[-1] if ms else None
-    z0 = TEST_SLAB[0] + idx[0] if idx == list(range(idx[0], idx[0] + len(idx))) else TEST_SLAB[0]
-    _save_nifti(prob.ref, out_dir / f"{table.task}_reference.nii.gz", z0)
-    _save_nifti(prob.baseline, out_dir / f"{table.task}_input.nii.gz", z0)
+    _save_nifti(prob.ref, out_dir / f"{table.task}_reference.nii.gz", affine)
+    _save_nifti(prob.baseline, out_dir / f"{table.task}_input.nii.gz", affine)
     if main is not None:
-        _save_nifti(table.results[main].estimate, out_dir / f"{table.task}_medscore.nii.gz", z0)
-    mid = len(idx) // 2
+        _save_nifti(table.results[main].estimate, out_dir / f"{table.task}_medscore.nii.gz", affine)
+    mid = len(prob.ref) // 2
     cols = [(next(iter(table.results)), prob.baseline)]
     if best is not None:
         cols.append((best.split(" (")[0], table.results[best].estimate))
@@ -121,13 +145,11 @@ def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, idx: lis
     save_panel([c[1][mid, 0] for c in cols], titles, out_dir / f"{table.task}_panel.png", wins)
 
 
-def nfe_curve(task: str, budgets: list[tuple[int, int]], slice_index: list[int] | None, *, model=None,
+def nfe_curve(task: str, budgets: list[tuple[int, int]], ref: torch.Tensor, *, model=None,
               seed: int = 0, log: Log | None = None) -> list[tuple[int, float, float]]:
-    """(NFE, PSNR, SSIM) of medscore on ``task`` for (levels, steps) budgets, on the test slices."""
+    """(NFE, PSNR, SSIM) of medscore on ``task`` for (levels, steps) budgets, on the test slices ``ref``."""
     log = log or (lambda _m: None)
     prior = load_prior(model)
-    test = torch.from_numpy(held_out("test"))[:, None]
-    ref = test if slice_index is None else test[slice_index]
     spec = TASKS[task]
     prob = degrade(spec, ref, seed=seed)
     points = []

@@ -126,8 +126,11 @@ def _per_image(fn: Callable[..., np.ndarray], prob: Problem, **kw) -> Tensor:
     return torch.stack(out)[:, None]
 
 
-def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor) -> dict[str, Method]:
-    """Baselines for a task, parameters tuned on the validation problem ``val`` (not on test slices)."""
+def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:
+    """Baselines for a task, parameters tuned on the validation problem ``val`` (not on test slices).
+
+    ``train_slices`` (same size as the test slices) adds the nearest-training-slice honesty check.
+    """
     refs = [r for r in val.ref[:, 0].numpy()]
     methods: dict[str, Method] = {}
     if spec.kind == "mri":
@@ -140,7 +143,8 @@ def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor) -> dic
                       [(val.y[i],) for i in range(len(refs))], refs, {"lam": lams})["lam"]
         methods[f"L1-wavelet CS (haar, lam {wl_lam:g})"] = lambda p, lam=wl_lam: (
             wavelet_cs(p.y, p.op, lam, n_iter=100, wavelet="haar"), 0)
-        methods["nearest training slice"] = lambda p: (nearest_training_slice(p.op.A, p.y, train_slices, p.op.project), 0)
+        if train_slices is not None:
+            methods["nearest training slice"] = lambda p: (nearest_training_slice(p.op.A, p.y, train_slices, p.op.project), 0)
     elif spec.kind == "denoise":
         sigma = spec.noise
         methods["noisy input"] = lambda p: (p.baseline, 0)
@@ -155,7 +159,8 @@ def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor) -> dic
             methods["BM3D"] = lambda p: (_per_image(denoise_bm3d, p, sigma=sigma), 0)
         except ImportError:
             pass
-        methods["nearest training slice"] = lambda p: (nearest_training_slice(lambda x: x, p.y, train_slices), 0)
+        if train_slices is not None:
+            methods["nearest training slice"] = lambda p: (nearest_training_slice(lambda x: x, p.y, train_slices), 0)
     else:
         methods["masked input"] = lambda p: (p.baseline, 0)
         methods["biharmonic"] = lambda p: (_per_image(inpaint_biharmonic, p), 0)
@@ -165,7 +170,8 @@ def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor) -> dic
                                           lambda x, y, m=p.mask[i]: y + (1 - m) * x) for i in range(len(p.ref))]
             return torch.cat(out), 0
 
-        methods["nearest training slice"] = nearest
+        if train_slices is not None:
+            methods["nearest training slice"] = nearest
     return methods
 
 

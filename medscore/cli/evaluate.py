@@ -38,16 +38,16 @@ def demo_command(
 ) -> None:
     """Held-out embedded slices: 4x and 8x MRI, 70 % missing pixels, sigma 0.1 noise; medscore vs classical."""
     with handle_errors():
-        from ..benchmark import DEMO_TASKS, run_tasks
+        from ..benchmark import DEMO_TASKS, embedded_slices, run_tasks
         from ..embedded import TEST_SLAB
 
         n = TEST_SLAB[1] - TEST_SLAB[0]
         k = max(1, min(slices, n))
-        idx = list(range((n - k) // 2, (n - k) // 2 + k))
+        ref, val, affine = embedded_slices(list(range((n - k) // 2, (n - k) // 2 + k)))
         err_console.print(f"medscore demo: {k} held-out slice(s), outputs in {out.resolve()}")
         with err_console.status("running") as status:
-            tables = run_tasks(DEMO_TASKS, idx, [preset], model=model, out_dir=out, denoise_methods=("tweedie",),
-                               log=lambda m: status.update(m.strip()))
+            tables = run_tasks(DEMO_TASKS, ref, val, [preset], model=model, out_dir=out, affine=affine,
+                               denoise_methods=("tweedie",), log=lambda m: status.update(m.strip()))
         console.print(_table(tables, f"medscore demo on {k} held-out slice(s) (PSNR/SSIM on the [0, 1] scale)"))
         console.print(f"NIfTI outputs and PNG panels: {out.resolve()}")
 
@@ -58,11 +58,13 @@ def benchmark_command(
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
     slices: Annotated[str, typer.Option(help="'all' test slices or a comma-separated index list")] = "all",
     curve: Annotated[bool, typer.Option(help="also measure the quality-vs-NFE curve for MRI 4x")] = True,
+    external: Annotated[bool, typer.Option(help="also run on a real scan the prior never saw (nibabel's example EPI)")] = True,
     model: ModelOpt = None,
 ) -> None:
     """Every method on the same degraded held-out slab; writes docs/benchmarks.md and figures."""
     with handle_errors():
-        from ..benchmark import BENCHMARK_TASKS, machine, nfe_curve, plot_curve, run_tasks, write_json, write_markdown
+        from ..benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, nfe_curve, plot_curve,
+                                 run_tasks, write_json, write_markdown)
         from ..errors import InputError
         from ..evaluation import TASKS
 
@@ -70,21 +72,34 @@ def benchmark_command(
         bad = [t for t in names if t not in TASKS]
         if bad:
             raise InputError(f"unknown task(s) {bad}: choose from {', '.join(TASKS)}")
-        idx = None if slices == "all" else [int(s) for s in slices.split(",")]
+        ref, val, affine = embedded_slices(None if slices == "all" else [int(s) for s in slices.split(",")])
         command = "medscore benchmark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         log = lambda m: err_console.print(m, highlight=False)  # noqa: E731
-        tables = run_tasks(names, idx, presets.split(","), model=model, out_dir=out / "figures" / "benchmark", log=log)
+        figs = out / "figures" / "benchmark"
+        tables = run_tasks(names, ref, val, presets.split(","), model=model, out_dir=figs, affine=affine, log=log)
         extra = _targets(tables)
         if curve:
-            budgets = [(10, 2), (20, 2), (33, 3), (50, 3), (100, 3), (150, 4)]
-            pts = nfe_curve("mri-1d-4x", budgets, idx, model=model, log=log)
+            budgets = [(10, 2), (20, 2), (33, 3), (66, 3)]
+            pts = nfe_curve("mri-1d-4x", budgets, ref, model=model, log=log)
             t4 = next((t for t in tables if t.task == "mri-1d-4x"), None)
             base = {} if t4 is None else {k.split(" (")[0]: float(r.psnr.mean()) for k, r in t4.results.items()
                                           if k in ("zero-filled",) or k.startswith("TV-CS")}
             plot_curve(pts, base, out / "figures" / "nfe_curve_mri4x.png")
-            extra += "\n### Quality vs NFE, MRI 1D 4x\n\n| NFE | PSNR dB | SSIM |\n|---|---|---|\n"
+            extra += "\n### Quality vs NFE, MRI 1D 4x (test slices, default-preset step rule)\n\n| NFE | PSNR dB | SSIM |\n|---|---|---|\n"
             extra += "\n".join(f"| {n} | {p:.2f} | {s:.4f} |" for n, p, s in pts)
             extra += "\n\n![quality vs NFE](figures/nfe_curve_mri4x.png)\n"
+        if external:
+            import nibabel
+
+            epi = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
+            ext_ref, ext_val, ext_aff = external_slices(epi, [10, 13, 16], [7])
+            log("out of distribution: nibabel's example4d.nii.gz (real EPI, 2 mm)")
+            ext = run_tasks(["mri-1d-4x", "denoise-0.05"], ext_ref, ext_val, [presets.split(",")[0]], model=model,
+                            out_dir=figs / "external", affine=ext_aff, log=log, nearest=False,
+                            denoise_methods=("tweedie",))
+            for t in ext:
+                t.task, t.label = "epi-" + t.task, "EPI (out of distribution): " + t.label
+            tables += ext
         md = write_markdown(tables, out / "benchmark_results.md", command, extra)
         write_json(tables, out / "benchmark_results.json", {"command": command, "machine": machine()})
         console.print(_table(tables, "medscore benchmark"))
