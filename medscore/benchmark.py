@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,7 @@ from .models import load_prior
 from .solvers import SamplerOptions
 from .viz import save_panel
 
-__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve"]
+__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve", "speed_table"]
 
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = list(TASKS)
@@ -212,11 +213,12 @@ def results_json(tables: list[TaskTable]) -> dict:
     return out
 
 
-def write_markdown(tables: list[TaskTable], path: Path, command: str, extra: str = "") -> Path:
+def write_markdown(tables: list[TaskTable], path: Path, command: str, extra: str = "", preamble: str = "") -> Path:
     """docs/benchmarks.md-style table: mean +- std over slices, seconds per slice, NFE; targets checked."""
     from .fileio import atomic_path
 
-    lines = [f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ", f"Machine: {machine()}", ""]
+    lines = ["# Benchmarks", "", f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ", f"Machine: {machine()}", "",
+             preamble]
     for t in tables:
         lines += [f"### {t.label}", "", "| method | PSNR dB | SSIM | NMSE | s/slice | NFE |", "|---|---|---|---|---|---|"]
         best = t.best_classical()
@@ -238,3 +240,61 @@ def write_json(tables: list[TaskTable], path: Path, meta: dict) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"meta": meta, "results": results_json(tables)}, indent=1))
     return path
+
+
+def _time(fn: Callable[[], None], repeats: int) -> float:
+    fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeats
+
+
+def speed_table(model=None, *, device: str = "cpu", train_size: int = 64, batch: int = 16,
+                slice_shape: tuple[int, int] = (151, 187), slice_batch: int = 4, repeats: int = 5) -> str:
+    """Markdown rows: training images/s (DSM loss, Adam, EMA on random data) and ms per network evaluation
+    per slice at inference, for the given model (default: the bundled prior's architecture)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from .losses import dsm_loss
+    from .nets import count_parameters
+
+    dev = torch.device(device)
+    net = load_prior(model, dev).model.train()
+    sig = net.sigmas
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.rand(batch, 1, train_size, train_size, device=dev)
+    amp = dev.type == "cuda"
+
+    def train_step() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = dsm_loss(net, x, sig[torch.randint(0, len(sig), (batch,), generator=g, device=dev)], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema.update_parameters(net)
+
+    t_train = _time(train_step, repeats)
+    net.eval()
+    xs = torch.rand(slice_batch, 1, *slice_shape, device=dev)
+    s = torch.full((slice_batch,), 0.1, device=dev)
+
+    @torch.inference_mode()
+    def forward() -> None:
+        net(xs, s)
+
+    t_fwd = _time(forward, repeats)
+    return "\n".join([
+        "| what | value |", "|---|---|",
+        f"| parameters | {count_parameters(net):,} |",
+        f"| training, {train_size} px patches, batch {batch} | {batch / t_train:.1f} images/s |",
+        f"| inference, {slice_shape[0]}x{slice_shape[1]} slices, batch {slice_batch} | "
+        f"{t_fwd / slice_batch * 1000:.0f} ms per network evaluation per slice |",
+        f"| 100-NFE reconstruction of one such slice | {100 * t_fwd / slice_batch:.1f} s |",
+    ])
