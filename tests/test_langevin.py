@@ -16,7 +16,6 @@ from medscore.sampling import (
     ncsnv2_step_size,
     ncsnv2_variance_ratio,
     nfe_of,
-    preset_levels,
     resolve_step_size,
     run_preset,
     schedule_ratio,
@@ -192,15 +191,13 @@ def test_select_levels_geometric_subset():
 
 def test_presets_nfe():
     assert nfe_of(PRESETS["fast"], MODEL) <= 100
-    assert nfe_of(PRESETS["fast"]) <= 100
-    costs = [nfe_of(PRESETS[k], MODEL) for k in ("fast", "default", "best")]
-    assert costs == sorted(costs) and costs[-1] == 240 * 5 + 1
-    # a warm start at sigma = 1 keeps the preset's level density and drops the levels above it
-    warm = preset_levels(MODEL, PRESETS["fast"], sigma_start=1.0)
-    assert warm[0] == MODEL[MODEL <= 1.0][0] and warm[-1] == MODEL[-1]
-    full = preset_levels(MODEL, PRESETS["fast"])
-    assert schedule_ratio(warm) == pytest.approx(schedule_ratio(full), rel=0.1)
-    assert nfe_of(PRESETS["fast"], MODEL, sigma_start=1.0) == len(warm) * 3 + 1 < 0.7 * costs[0]
+    assert nfe_of(PRESETS["fast"]) <= 100 and PRESETS["fast"].samples == 1
+    costs = [nfe_of(PRESETS[k], MODEL) * PRESETS[k].samples for k in ("fast", "default", "best")]
+    assert costs == sorted(costs) and costs == [100, 200, 800]
+    # a warm start keeps the level count, spread geometrically over [sigma_L, sigma_start]
+    warm = select_levels(MODEL, PRESETS["fast"].num_levels, sigma_start=1.0)
+    assert warm[0] == MODEL[MODEL <= 1.0][0] and warm[-1] == MODEL[-1] and len(warm) == 33
+    assert nfe_of(PRESETS["fast"], MODEL, sigma_start=1.0) == 33 * 3 + 1
     p = SamplerPreset("t", num_levels=4, n_steps_each=2, eps=1e-4, denoise_last=False)
     assert nfe_of(p) == 8
     out = run_preset(gaussian_score(0.0, 1.0), torch.zeros(4, 1), MODEL, p, generator=_gen(0))

@@ -95,9 +95,19 @@ def _denoise_problem(mu: torch.Tensor, sy: float, b: int = 1, seed: int = 3):
 def test_tweedie_denoise_is_the_exact_posterior_mean(mu):
     for sy in (0.02, 0.1, 0.3):
         y, post, _ = _denoise_problem(mu, sy, b=3)
-        res = solvers.denoise(GaussianPrior(mu, S), y, sy, method="tweedie")
+        res = solvers.denoise(GaussianPrior(mu, S), y, sy, method="tweedie", flip_average=False)
         assert res.mean.shape == y.shape and res.std is None and res.nfe == 1
         torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
+
+
+def test_flip_averaged_tweedie_is_exact_for_a_flip_symmetric_prior_only(mu):
+    sym = 0.25 * (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1))  # a flip-invariant prior mean
+    y, post, _ = _denoise_problem(sym, 0.1, b=3)
+    res = solvers.denoise(GaussianPrior(sym, S), y, 0.1, method="tweedie")
+    assert res.nfe == 4
+    torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
+    y, post, _ = _denoise_problem(mu, 0.1, b=3)  # an asymmetric prior: averaging flips changes the answer
+    assert not torch.allclose(solvers.denoise(GaussianPrior(mu, S), y, 0.1).mean, post, atol=1e-3)
 
 
 @pytest.mark.parametrize("preset", ["fast", "default"])
@@ -325,6 +335,7 @@ def test_same_seed_same_result_other_seed_differs(mu):
 def test_sample_draws_from_the_prior():
     mu0, s0, n = 0.4, 0.15, 256
     res = solvers.sample(GaussianPrior(mu0, s0), n, (8, 8), SamplerOptions(preset="default"))
+    assert res.nfe == min(solvers.SAMPLE_LEVELS, len(SIGMAS)) * 3 + 1  # every level of this 50-level prior
     assert res.mean.shape == (n, 1, 8, 8) and res.std is None
     draws = res.mean
     assert abs(float(draws.mean()) - mu0) < 0.02
