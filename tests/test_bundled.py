@@ -41,13 +41,13 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
 
 def test_bundled_prior_reconstructs_a_held_out_slice_better_than_zero_filled():
     torch.manual_seed(0)
-    ref = torch.from_numpy(held_out("test")[5:6, 44:108, 60:124].copy())[:, None]  # 64 x 64 crop of a test slice
-    mask = torch.from_numpy(make_mask("random", (64, 64), 4, 0.08, seed=3))
+    ref = torch.from_numpy(held_out("test")[5:6].copy())[:, None]  # one whole 151 x 187 test slice
+    mask = torch.from_numpy(make_mask("random", tuple(ref.shape[-2:]), 4, 0.08, seed=3))
     op = SingleCoilMRI(mask, real_input=True)
     y = op.A(ref)
     zf = op.A_dagger(y).abs()
     res = reconstruct_mri(load_prior(None).model, y, mask, SamplerOptions(preset="fast", seed=0))
     p_zf = metrics.psnr(ref[0, 0].numpy(), zf[0, 0].numpy())
     p_ms = metrics.psnr(ref[0, 0].numpy(), res.mean[0, 0].numpy())
-    assert p_ms > p_zf + 2.0, (p_ms, p_zf)
+    assert p_ms > p_zf + 3.0, (p_ms, p_zf)
     assert np.isfinite(p_ms) and res.nfe <= 100
