@@ -89,3 +89,14 @@ QUIET_MONAI = [
     pytest.mark.filterwarnings("ignore:.*nvImageCodec.*:UserWarning"),
     pytest.mark.filterwarnings("ignore:.*Orientationd.*:FutureWarning"),
 ]
+
+
+def one_error_line(result) -> str:
+    """The CLI failed cleanly: exit code != 0, exactly one ``error:`` line on stderr, no traceback."""
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)[:500]
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return lines[0]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from _synth import ODD_AFFINE, phantom, write_nifti
+from _synth import ODD_AFFINE, one_error_line, phantom, write_nifti
 from medscore.checkpoint import save_model
 from medscore.cli.main import app
 from medscore.config import ModelConfig, TrainConfig
@@ -67,16 +67,6 @@ def _ok(result) -> None:
     assert result.exit_code == 0, (result.exit_code, result.output[-2000:], repr(result.exception))
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)[:500]
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -117,13 +107,13 @@ def test_mask_poisson_2d(runner, tmp_path):
 ])
 def test_mask_errors(runner, tmp_path, args, match):
     out = tmp_path / "m.npy"
-    line = _one_error_line(_run(runner, "mask", "--shape", "24", "28", "-o", out, *args))
+    line = one_error_line(_run(runner, "mask", "--shape", "24", "28", "-o", out, *args))
     assert match in line
     assert not out.exists()
 
 
 def test_mask_needs_npy_output(runner, tmp_path):
-    line = _one_error_line(_run(runner, "mask", "--shape", "24", "28", "-o", tmp_path / "m.txt"))
+    line = one_error_line(_run(runner, "mask", "--shape", "24", "28", "-o", tmp_path / "m.txt"))
     assert ".npy" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -231,7 +221,7 @@ def test_sample(runner, files, tmp_path):
 
 
 def test_sample_needs_png(runner, files, tmp_path):
-    line = _one_error_line(_run(runner, "sample", "-n", "2", "--size", "16", "-o", tmp_path / "s.jpg", *_common(files)))
+    line = one_error_line(_run(runner, "sample", "-n", "2", "--size", "16", "-o", tmp_path / "s.jpg", *_common(files)))
     assert ".png" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -309,7 +299,7 @@ def test_reconstruct_errors(runner, files, tmp_path, case, match):
     elif case == "preset":
         extra = ["--model", files["model"], "--device", "cpu", "--preset", "turbo"]
     args = ["reconstruct", scan, "-o", out, *extra] + ([] if case == "no_mask" else ["--mask", mask])
-    line = _one_error_line(_run(runner, *args))
+    line = one_error_line(_run(runner, *args))
     assert match in line, line
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
 
@@ -320,7 +310,7 @@ def test_output_never_overwrites_the_input(runner, files, tmp_path):
     before = _digest(scan)
     for cmd in (["reconstruct", scan, "--mask", files["mask"]], ["inpaint", scan, "--missing", "0.3"],
                 ["denoise", scan, "--add-noise", "0.1"]):
-        line = _one_error_line(_run(runner, *cmd, "-o", scan, *_common(files)))
+        line = one_error_line(_run(runner, *cmd, "-o", scan, *_common(files)))
         assert "overwrite" in line
         assert _digest(scan) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]
@@ -330,7 +320,7 @@ def test_derived_outputs_never_overwrite_the_input(runner, files, tmp_path):
     """OUT_zerofilled.nii.gz is written too: it must not be the input either, and the refusal comes first."""
     scan = tmp_path / "rec_zerofilled.nii.gz"
     scan.write_bytes(files["scan"].read_bytes())
-    line = _one_error_line(_run(runner, "reconstruct", scan, "--mask", files["mask"], "-o", tmp_path / "rec.nii.gz",
+    line = one_error_line(_run(runner, "reconstruct", scan, "--mask", files["mask"], "-o", tmp_path / "rec.nii.gz",
                                 *_common(files)))
     assert "overwrite" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec_zerofilled.nii.gz"]
@@ -340,7 +330,7 @@ def test_derived_outputs_never_overwrite_the_input(runner, files, tmp_path):
 def test_kspace_output_never_overwrites_the_input(runner, files, tmp_path):
     k = tmp_path / "k.npy"
     k.write_bytes(files["kspace"].read_bytes())
-    line = _one_error_line(_run(runner, "reconstruct", k, "-o", tmp_path / "k.png", *_common(files)))
+    line = one_error_line(_run(runner, "reconstruct", k, "-o", tmp_path / "k.png", *_common(files)))
     assert ".nii" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.npy"]
 
@@ -353,14 +343,14 @@ def test_kspace_output_never_overwrites_the_input(runner, files, tmp_path):
 ])
 def test_inpaint_denoise_errors(runner, files, tmp_path, cmd, match):
     out = tmp_path / "out" / "x.nii.gz"
-    line = _one_error_line(_run(runner, cmd[0], files["scan"], *cmd[1:], "-o", out, *_common(files)))
+    line = one_error_line(_run(runner, cmd[0], files["scan"], *cmd[1:], "-o", out, *_common(files)))
     assert match in line
     assert not out.parent.exists()
 
 
 def test_inpaint_mask_of_the_wrong_shape(runner, files, tmp_path):
     np.save(tmp_path / "holes.npy", np.ones((28, 24), dtype=np.float32))
-    line = _one_error_line(_run(runner, "inpaint", files["scan"], "--mask", tmp_path / "holes.npy",
+    line = one_error_line(_run(runner, "inpaint", files["scan"], "--mask", tmp_path / "holes.npy",
                                 "-o", tmp_path / "out" / "x.nii.gz", *_common(files)))
     assert "(24, 28)" in line
     assert not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from _synth import QUIET_MONAI, phantom, write_nifti
+from _synth import QUIET_MONAI, one_error_line, phantom, write_nifti
 from medscore.cli.main import app
 
 pytestmark = QUIET_MONAI
@@ -44,20 +44,10 @@ def tiny(tmp_path):
     return scan, cfg
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)[:500]
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 def test_missing_data(runner, tmp_path):
     out = tmp_path / "out"
     res = runner.invoke(app, ["train", "--data", str(tmp_path / "missing" / "path"), "--out", str(out)])
-    line = _one_error_line(res)
+    line = one_error_line(res)
     assert "not found" in line and "missing" in line
     assert not out.exists()
 
@@ -68,7 +58,7 @@ def test_corrupt_nifti(runner, tmp_path, tiny):
     bad.write_bytes(b"\x1f\x8b definitely not a gzipped NIfTI")
     out = tmp_path / "out"
     res = runner.invoke(app, ["train", "--data", str(bad), "--config", str(cfg), "--steps", "2", "--out", str(out)])
-    line = _one_error_line(res)
+    line = one_error_line(res)
     assert "bad.nii.gz" in line and "cannot read" in line
     assert not out.exists()
 
@@ -79,7 +69,7 @@ def test_bad_config(runner, tmp_path, tiny):
     cfg.write_text("model: {ngf: 8, colour: blue}\n")
     out = tmp_path / "out"
     res = runner.invoke(app, ["train", "--data", str(scan), "--config", str(cfg), "--out", str(out)])
-    assert "colour" in _one_error_line(res)
+    assert "colour" in one_error_line(res)
     assert not out.exists()
 
 
@@ -87,7 +77,7 @@ def test_resume_without_run(runner, tmp_path, tiny):
     scan, cfg = tiny
     out = tmp_path / "out"
     res = runner.invoke(app, ["train", "--data", str(scan), "--config", str(cfg), "--out", str(out), "--resume"])
-    assert "resume" in _one_error_line(res)
+    assert "resume" in one_error_line(res)
     assert not out.exists()
 
 
