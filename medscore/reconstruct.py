@@ -37,7 +37,7 @@ from .train import resolve_device
 from .transforms import RobustScaleIntensity
 from .viz import save_panel
 
-__all__ = ["RunReport", "load_mask", "load_kspace", "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "slices_of", "volume_of"]
+__all__ = ["RunReport", "load_mask", "is_kspace_file", "load_kspace", "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "slices_of", "volume_of"]
 
 Progress = Callable[[int, int], None]
 
@@ -266,6 +266,20 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
                                                          if add_noise is not None else [])
               + ([("std", std)] if std is not None else []))
     return report
+
+
+def is_kspace_file(path: str | Path) -> bool:
+    """True for measured k-space: a fastMRI .h5 file or a readable .npy holding complex values.
+    Unreadable files return False and are then reported by the scan reader as one line."""
+    p = Path(path)
+    if p.suffix.lower() == ".h5":
+        return True
+    if p.suffix.lower() != ".npy" or not p.is_file():
+        return False
+    try:
+        return bool(np.iscomplexobj(np.load(p, mmap_mode="r", allow_pickle=False)))
+    except Exception:  # corrupt or pickled
+        return False
 
 
 def load_kspace(path: str | Path) -> np.ndarray:

@@ -39,18 +39,6 @@ def _progress(description: str) -> Iterator:
         yield update
 
 
-def _is_complex_npy(path: Path) -> bool:
-    """True for a readable .npy holding complex values (k-space); unreadable files are left to the scan reader."""
-    import numpy as np
-
-    if path.suffix.lower() != ".npy" or not path.is_file():
-        return False
-    try:
-        return bool(np.iscomplexobj(np.load(path, mmap_mode="r", allow_pickle=False)))
-    except Exception:  # corrupt or pickled: load_scan reports it as one line
-        return False
-
-
 def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None):
     from ..solvers import SamplerOptions
     from ..errors import InputError
@@ -73,10 +61,10 @@ def reconstruct_command(
     """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it."""
     with handle_errors():
         from ..errors import InputError
-        from ..reconstruct import reconstruct_file, reconstruct_kspace_file
+        from ..reconstruct import is_kspace_file, reconstruct_file, reconstruct_kspace_file
 
         opts = _opts(preset, samples, seed, step_multiplier, sigma_start)
-        is_kspace = scan.suffix.lower() == ".h5" or _is_complex_npy(scan)
+        is_kspace = is_kspace_file(scan)
         with _progress("reconstructing") as progress:
             if is_kspace:
                 report = reconstruct_kspace_file(scan, mask, model=model, out=out, opts=opts, batch_size=batch_size,

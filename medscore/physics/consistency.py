@@ -51,9 +51,12 @@ class NoisyProjection:
         self.op = op
         self.y = y
         self.generator = generator
+        self._z: Tensor | None = None  # noise buffer reused across the thousands of steps of a run
 
     def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        z = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        if self._z is None or self._z.shape != x.shape or self._z.dtype != x.dtype or self._z.device != x.device:
+            self._z = torch.empty_like(x)
+        z = torch.randn(x.shape, generator=self.generator, out=self._z)
         s = broadcast_level(sigma, x)
         return self.op.project(x, self.y + s * self.op.A(z))
 
