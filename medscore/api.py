@@ -67,6 +67,10 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
 
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
+    from .validation import check_model_arg, check_solver_options
+
+    check_model_arg("model", model)
+    check_solver_options(preset, samples, seed, overrides)
     dev = resolve_device(device)
     return load_prior(model, dev), dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
 
@@ -76,6 +80,11 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
     magnitude of the complex reconstruction."""
+    from .validation import check_image_array, check_positive
+
+    check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
+    validate_mask(mask, tuple(np.shape(image_or_kspace)[-2:]))
+    check_positive("noise_std", noise_std, allow_zero=True)
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
@@ -95,6 +104,10 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
 def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
             device: str = "cpu", **overrides) -> Estimate:
     """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known."""
+    from .validation import check_image_array
+
+    check_image_array("image", image)
+    validate_mask(mask, tuple(np.shape(image)[-2:]))
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     x, single = _batch(image, dev)
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
@@ -105,7 +118,12 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
             samples: int | None = None, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
     """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None."""
     from .physics import estimate_noise_std
+    from .validation import check_choice, check_image_array, check_positive
 
+    check_image_array("image", image)
+    if noise_std is not None:
+        check_positive("noise_std", noise_std)
+    check_choice("method", method, getattr(solvers, "DENOISE_METHODS", ("tweedie", "langevin")))
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     x, single = _batch(image, dev)
     sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())
@@ -115,6 +133,11 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
 def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,
            device: str = "cpu", **overrides) -> Estimate:
     """``n`` unconditional samples (n, H, W) from the prior."""
+    from .validation import check_int
+
+    check_int("n", n, 1)
+    for side in ((size, size) if isinstance(size, int) else tuple(size)):
+        check_int("size", side, 8)
     prior, dev, opts = _setup(model, device, preset, 1, seed, **overrides)
     shape = (size, size) if isinstance(size, int) else tuple(size)
     return _estimate(solvers.sample(prior.model, n, shape, opts, device=dev), single=False)  # type: ignore[arg-type]
@@ -132,6 +155,9 @@ def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts
         raise InputError(f"--out must be a .png file, got {out.name}")
     if n < 1 or size < 8:
         raise InputError("need n >= 1 and size >= 8")
+    from .fileio import ensure_writable
+
+    ensure_writable(out, "out")
     dev = resolve_device(device)
     prior = load_prior(model, dev)
     cb = None if progress is None else (lambda i, total: progress(i + 1, total))

@@ -24,7 +24,7 @@ from .models import load_prior
 from .solvers import SamplerOptions
 from .viz import save_panel
 
-__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "nfe_curve", "speed_table"]
+__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "speed_table"]
 
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = list(TASKS)
@@ -87,7 +87,7 @@ def _slice_affine(affine: np.ndarray, z0: int) -> np.ndarray:
 
 def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: list[str], *, model=None,
               out_dir: Path | None = None, affine: np.ndarray | None = None,
-              denoise_methods: tuple[str, ...] = ("tweedie", "langevin"), samples: int | None = None,
+              denoise_methods: tuple[str, ...] = ("tweedie", "sampler"), samples: int | None = None,
               log: Log | None = None, seed: int = 0, nearest: bool = True) -> list[TaskTable]:
     """Degrade the test slices ``ref`` for each task, run classical methods (tuned on ``val``) and medscore.
 
@@ -114,7 +114,7 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
                     continue  # one NFE, independent of the preset
                 label = f"medscore {preset}" if not dm else (f"medscore tweedie" if dm == "tweedie" else f"medscore {preset}")
                 opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
-                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm or "langevin"), prob)
+                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm or "sampler"), prob)
                 r = table.results[label]
                 log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
         if out_dir is not None:
@@ -144,57 +144,6 @@ def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, affine: 
     titles = [c[0] for c in cols]
     wins = [(0.0, 0.2) if t.startswith("|error|") else (0.0, 1.0) for t in titles]
     save_panel([c[1][mid, 0] for c in cols], titles, out_dir / f"{table.task}_panel.png", wins)
-
-
-def nfe_curve(task: str, budgets: list[tuple[int, int]], ref: torch.Tensor, *, model=None,
-              seed: int = 0, log: Log | None = None) -> list[tuple[int, float, float]]:
-    """(NFE, PSNR, SSIM) of medscore on ``task`` for (levels, steps) budgets, on the test slices ``ref``."""
-    log = log or (lambda _m: None)
-    prior = load_prior(model)
-    spec = TASKS[task]
-    prob = degrade(spec, ref, seed=seed)
-    points = []
-    for levels, steps in budgets:
-        opts = SamplerOptions(preset="default", num_levels=levels, n_steps_each=steps, seed=seed)
-        r = run_method(medscore_method(spec, prior.model, opts), prob)
-        points.append((r.nfe, float(r.psnr.mean()), float(r.ssim.mean())))
-        log(f"  {r.nfe} NFE: {r.psnr.mean():.2f} dB")
-    return points
-
-
-def plot_curve(points: list[tuple[int, float, float]], baselines: dict[str, float], path: Path) -> Path:
-    """A small PSNR-vs-NFE line chart (log x) drawn with Pillow, with horizontal lines for baselines."""
-    from PIL import Image, ImageDraw
-
-    from .fileio import atomic_path
-
-    w, h, pad = 560, 360, 50
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    xs = [np.log10(p[0]) for p in points]
-    ys = [p[1] for p in points] + list(baselines.values())
-    x0, x1 = min(xs) - 0.1, max(xs) + 0.1
-    y0, y1 = min(ys) - 1, max(ys) + 1
-    px = lambda x: pad + (x - x0) / (x1 - x0) * (w - 2 * pad)  # noqa: E731
-    py = lambda y: h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)  # noqa: E731
-    d.rectangle([pad, pad, w - pad, h - pad], outline="black")
-    for nfe, _, _ in points:
-        d.text((px(np.log10(nfe)) - 8, h - pad + 5), str(nfe), fill="black")
-    for yv in np.arange(np.ceil(y0), y1, max(1, round((y1 - y0) / 6))):
-        d.text((5, py(yv) - 6), f"{yv:.0f}", fill="black")
-    colors = ["red", "blue", "green", "orange"]
-    for (name, val), c in zip(baselines.items(), colors):
-        d.line([pad, py(val), w - pad, py(val)], fill=c)
-        d.text((pad + 5, py(val) - 12), name, fill=c)
-    pts = [(px(x), py(p[1])) for x, p in zip(xs, points)]
-    d.line(pts, fill="black", width=2)
-    for p in pts:
-        d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill="black")
-    d.text((pad, 15), "medscore PSNR (dB) vs network evaluations, MRI 1D 4x, test slices", fill="black")
-    d.text((w // 2 - 20, h - 20), "NFE (log)", fill="black")
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
 
 
 def machine() -> str:

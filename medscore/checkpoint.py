@@ -20,9 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from .config import TrainConfig, config_to_dict
 from .errors import CheckpointError
 from .fileio import atomic_path
+from .validation import check_meta
 from .nets import RefineNetScore, build_model
 
 __all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256"]
@@ -59,7 +60,11 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_model(out_dir: str | Path, model: nn.Module, ema: nn.Module, cfg: TrainConfig, step: int,
                extra: dict[str, Any] | None = None) -> Path:
-    """Write weights (EMA and raw) and ``model.json`` atomically; returns the EMA weights path."""
+    """Write weights (EMA and raw) and ``model.json`` atomically; returns the EMA weights path.
+
+    ``model.json`` records the SHA-256 of both weights files (``sha256``, ``sha256_raw``); they are
+    verified at load, so altered weights are refused.
+    """
     out_dir = Path(out_dir)
     meta = {
         "format": FORMAT,
@@ -74,9 +79,10 @@ def save_model(out_dir: str | Path, model: nn.Module, ema: nn.Module, cfg: Train
         "train_config": config_to_dict(cfg),
         **(extra or {}),
     }
-    for name, net in ((WEIGHTS, ema), (RAW_WEIGHTS, model)):
+    for name, net, key in ((WEIGHTS, ema, "sha256"), (RAW_WEIGHTS, model, "sha256_raw")):
         with atomic_path(out_dir / name) as tmp:
             save_file(_state(net), str(tmp), metadata={"format": FORMAT})
+            meta[key] = sha256(tmp)
     with atomic_path(out_dir / META) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return out_dir / WEIGHTS
@@ -111,10 +117,12 @@ def sha256(path: str | Path) -> str:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> LoadedModel:
-    """Rebuild a score network from its folder or weights file (no pickle involved)."""
+    """Rebuild a score network from its folder or weights file (no pickle involved).
+
+    ``model.json`` is checked (config, noise levels, image size, intensity rule, size cap) before the
+    network is built, and the weights against the SHA-256 it records (and ``expected_sha256``).
+    """
     weights, meta_path = resolve_model_path(path)
-    if expected_sha256 is not None and sha256(weights) != expected_sha256:
-        raise CheckpointError(f"{weights}: SHA-256 does not match the expected value; the file is corrupt or replaced")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -122,14 +130,29 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{meta_path}: not a medscore model description (format {fmt!r})")
+    cfg, sigmas = check_meta(meta, meta_path)
+    _verify_sha256(weights, meta, expected_sha256)
     try:
-        cfg = config_from_dict(ModelConfig, meta["model"])
-        model = build_model(cfg, torch.tensor(meta["sigmas"], dtype=torch.float32))
+        model = build_model(cfg, torch.tensor(sigmas, dtype=torch.float32))
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
     return LoadedModel(model.to(device).eval(), meta, weights)
+
+
+def _verify_sha256(weights: Path, meta: dict[str, Any], expected: str | None) -> None:
+    """Hash ``weights`` once and compare it with ``expected`` and the value ``model.json`` records."""
+    key = {WEIGHTS: "sha256", RAW_WEIGHTS: "sha256_raw"}.get(weights.name)
+    recorded = meta.get(key) if key else None
+    if expected is None and recorded is None:
+        return
+    actual = sha256(weights)
+    if expected is not None and actual != expected:
+        raise CheckpointError(f"{weights}: SHA-256 does not match the expected value; the file is corrupt or replaced")
+    if recorded is not None and actual != recorded:
+        raise CheckpointError(f"{weights}: SHA-256 differs from the one model.json records ({key}); "
+                              "the weights were altered or replaced")
 
 
 def save_resume(out_dir: str | Path, state: dict[str, Any]) -> None:

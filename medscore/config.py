@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ class ModelConfig:
     scale_by_sigma: bool = True  # NCSN only; NCSNv2 always divides by sigma
     downsample3: bool = True
 
+    def __post_init__(self) -> None:
+        _need(_is_int(self.in_channels) and self.in_channels >= 1,
+              f"model.in_channels must be >= 1, got {self.in_channels!r}")
+        _need(_is_int(self.ngf) and self.ngf >= 4, f"model.ngf must be an integer >= 4, got {self.ngf!r}")
+
 
 @dataclass
 class NoiseConfig:
@@ -43,7 +49,8 @@ class NoiseConfig:
         for name in ("sigma_max", "num_levels"):
             if isinstance(getattr(self, name), str) and getattr(self, name) != "auto":
                 raise ConfigError(f"noise.{name}: {getattr(self, name)!r} is neither a number nor 'auto'")
-        if not self.sigma_min > 0 or (self.sigma_max != "auto" and not float(self.sigma_max) > self.sigma_min):
+        if not 0 < self.sigma_min < math.inf or (self.sigma_max != "auto"
+                                                  and not self.sigma_min < float(self.sigma_max) < math.inf):
             raise ConfigError(f"noise: need sigma_max > sigma_min > 0, got {self.sigma_max}, {self.sigma_min}")
         if (self.num_levels != "auto" and int(self.num_levels) < 2) or self.max_levels < 2:
             raise ConfigError(f"noise: need at least 2 levels, got num_levels={self.num_levels}, "
@@ -77,6 +84,23 @@ class DataConfig:
     contrast_prob: float = 0.5  # tissue-map contrast randomisation (embedded data only)
     cache: bool = True
 
+    def __post_init__(self) -> None:
+        from .validation import MIN_SLICE
+
+        _need(_is_int(self.image_size) and self.image_size >= MIN_SLICE,
+              f"data.image_size must be an integer >= {MIN_SLICE}, got {self.image_size!r}")
+        _need(self.axis in (0, 1, 2), f"data.axis must be 0, 1 or 2, got {self.axis!r}")
+        pct = tuple(self.percentiles)
+        _need(len(pct) == 2 and all(_is_num(p) for p in pct) and 0 <= pct[0] < pct[1] <= 100,
+              f"data.percentiles must be [lower, upper] with 0 <= lower < upper <= 100, got {list(pct)}")
+        zoom = tuple(self.zoom)
+        _need(len(zoom) == 2 and all(_is_num(z) for z in zoom) and 0 < zoom[0] <= zoom[1],
+              f"data.zoom must be [min, max] with 0 < min <= max, got {list(zoom)}")
+        for name in ("flip_prob", "bias_field_prob", "gamma_prob", "contrast_prob", "foreground_threshold",
+                     "min_foreground_fraction"):
+            v = getattr(self, name)
+            _need(_is_num(v) and 0 <= v <= 1, f"data.{name} must be in [0, 1], got {v!r}")
+
 
 @dataclass
 class TrainConfig:
@@ -104,6 +128,33 @@ class TrainConfig:
     sample_levels: int = 30
     sample_steps_each: int = 3
     val_images: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "sample_every", "sample_levels",
+                     "sample_steps_each"):
+            v = getattr(self, name)
+            _need(_is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("warmup_steps", "seed", "num_workers", "num_samples", "val_images"):
+            v = getattr(self, name)
+            _need(_is_int(v) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
+        for name in ("lr", "grad_clip"):
+            v = getattr(self, name)
+            _need(_is_num(v) and 0 < v < math.inf, f"{name} must be a finite number > 0, got {v!r}")
+        _need(_is_num(self.ema_decay) and 0 <= self.ema_decay < 1,
+              f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

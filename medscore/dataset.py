@@ -41,21 +41,22 @@ def _is_nifti(p: Path) -> bool:
     return p.name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def _dicom_series_dirs(folder: Path) -> list[Path]:
-    dirs = {p.parent for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".dcm", ".ima")}
-    return sorted(dirs)
+def find_scans(path: str | Path, _lists: tuple[Path, ...] = ()) -> list[str]:
+    """Expand a user path into the list of scans it names (files, or DICOM series folders).
 
-
-def find_scans(path: str | Path) -> list[str]:
-    """Expand a user path into the list of scans it names (files, or DICOM series folders)."""
+    A ``.txt`` list may name other lists, but not itself (directly or through another list).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"data path not found: {path}")
     if path.is_file():
         if path.suffix.lower() == ".txt":
+            if path.resolve() in _lists:
+                via = "" if path.resolve() == _lists[-1] else f" through {_lists[-1].name}"
+                raise InputError(f"data list {path.name} names itself{via}: remove that line")
             listed = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
             listed = [p if p.is_absolute() else path.parent / p for p in listed]
-            return [s for p in listed for s in find_scans(p)]
+            return [s for p in listed for s in find_scans(p, (*_lists, path.resolve()))]
         if _is_nifti(path) or path.suffix.lower() in (".npy", ".dcm"):
             return [str(path)]
         raise InputError(f"unsupported scan file {path.name}: expected .nii, .nii.gz, .npy, .dcm or a .txt list")
@@ -64,6 +65,19 @@ def find_scans(path: str | Path) -> list[str]:
     if not scans:
         raise InputError(f"no NIfTI, .npy or DICOM scans found in {path}")
     return scans
+
+
+def _dicom_series_dirs(folder: Path) -> list[Path]:
+    """Folders holding .dcm/.ima files; each must hold one series (training reads one volume per folder)."""
+    from .scanio import dicom_series
+
+    dirs = sorted({p.parent for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".dcm", ".ima")})
+    for d in dirs:
+        n = len(dicom_series(d))
+        if n > 1:
+            raise InputError(f"{d} holds {n} DICOM series: training reads one series per folder; "
+                             "move each series into a folder of its own")
+    return dirs
 
 
 def load_transforms(cfg: DataConfig) -> Compose:

@@ -175,7 +175,7 @@ def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor | None)
     return methods
 
 
-def medscore_method(spec: TaskSpec, model: Any, opts: SamplerOptions, denoise_method: str = "langevin",
+def medscore_method(spec: TaskSpec, model: Any, opts: SamplerOptions, denoise_method: str = "sampler",
                     batch_size: int = 4) -> Method:
     """medscore on a task with the given sampler options (slices solved in batches)."""
 

@@ -6,6 +6,7 @@ The bundled prior's weights ship inside the package and are checked against thei
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import torch
 
 from .checkpoint import LoadedModel, load_model
+from .config import ModelConfig
 from .errors import CheckpointError
 
-__all__ = ["BUNDLED_NAME", "bundled_dir", "bundled_info", "load_prior"]
+__all__ = ["BUNDLED_NAME", "bundled_dir", "bundled_info", "load_prior", "estimate_parameters"]
 
 BUNDLED_NAME = "mri-brain-ncsn"
 
@@ -30,7 +32,13 @@ def bundled_info() -> dict[str, Any]:
     meta = bundled_dir() / "model.json"
     if not meta.is_file():
         raise CheckpointError("no bundled model in this installation: pass --model with a training output folder")
-    return json.loads(meta.read_text())
+    try:
+        info = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict) or not {"model", "sigmas", "sha256"} <= set(info):
+        raise CheckpointError(f"{meta} is damaged (not the model description it should be): reinstall medscore")
+    return info
 
 
 def load_prior(model: str | Path | LoadedModel | None, device: str | torch.device = "cpu") -> LoadedModel:
@@ -44,3 +52,26 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
             raise CheckpointError("the bundled model.json lacks its sha256: the installation is damaged")
         return load_model(bundled_dir(), device=device, expected_sha256=expected)
     return load_model(model, device=device)
+
+
+@lru_cache(maxsize=64)
+def _quadratic(arch: str, in_channels: int, conditioning: str, scale: bool, down3: bool,
+               levels: int) -> tuple[int, ...]:
+    """Parameter counts at ngf = 4, 8, 12 (every layer's size is a polynomial of degree 2 in ngf)."""
+    from .nets import build_model, count_parameters
+
+    sigmas = torch.logspace(0, -2, levels)
+    cfgs = (ModelConfig(arch=arch, in_channels=in_channels, ngf=n, conditioning=conditioning,  # type: ignore[arg-type]
+                        scale_by_sigma=scale, downsample3=down3) for n in (4, 8, 12))
+    return tuple(count_parameters(build_model(c, sigmas)) for c in cfgs)
+
+
+def estimate_parameters(cfg: ModelConfig, levels: int) -> int:
+    """Exact parameter count of ``build_model(cfg, <levels sigmas>)`` without building it at full width:
+    three tiny networks fix the quadratic in ``ngf``."""
+    p4, p8, p12 = _quadratic(cfg.arch, cfg.in_channels, cfg.conditioning, cfg.scale_by_sigma, cfg.downsample3, levels)
+    a = (p12 - 2 * p8 + p4) / 32  # second difference with step 4: p12 - 2 p8 + p4 = 32 a
+    b = (p8 - p4) / 4 - 12 * a
+    c = p4 - 16 * a - 4 * b
+    n = cfg.ngf
+    return int(round(a * n * n + b * n + c))

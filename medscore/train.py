@@ -22,10 +22,11 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 
-from .checkpoint import load_resume, save_model, save_resume
+from .checkpoint import META, RAW_WEIGHTS, RESUME, WEIGHTS, load_resume, save_model, save_resume
 from .config import TrainConfig
 from .dataset import train_transforms, training_slices
 from .errors import CheckpointError, ConfigError
+from .fileio import check_out_dir
 from .losses import dsm_loss
 from .nets import build_model, count_parameters
 from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
@@ -161,15 +162,31 @@ def _write_samples(model: torch.nn.Module, cfg: TrainConfig, sigmas: torch.Tenso
     save_grid(res.x[:, :1].clamp(0, 1).cpu(), path)
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+def _check_run(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Before anything is read or written: the config (also after in-place edits) and the run folder."""
+    for part in (cfg, cfg.model, cfg.noise, cfg.data):
+        part.__post_init__()
+    check_out_dir(out_dir, resume=resume, overwrite=overwrite, name="out_dir", flags=("resume=True", "overwrite=True"))
+
+
+def _clear_run(out_dir: Path) -> None:
+    """``overwrite``: remove the previous run's weights, description, optimizer state and log."""
+    for name in (WEIGHTS, RAW_WEIGHTS, META, RESUME, "train_log.csv"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           callback: Callable[[TrainProgress], None] | None = None) -> Path:
     """Train a score network; returns the path of the EMA weights in ``out_dir``.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DistributedDataParallel; only rank 0 writes.
+    A non-empty ``out_dir`` is refused unless ``resume`` (continue that run) or ``overwrite`` (replace
+    its weights, state and log). Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DistributedDataParallel;
+    only rank 0 writes.
     """
     out_dir = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    _check_run(cfg, out_dir, resume, overwrite)  # every rank, before the rendezvous: nothing is written yet
     device = resolve_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
@@ -205,6 +222,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     log_path = out_dir / "train_log.csv"
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            _clear_run(out_dir)
         if not resume or not log_path.exists():
             log_path.write_text("step,loss,val_loss,images_per_s,lr,wall_s\n")
         else:  # drop rows logged after the checkpoint we resume from: those steps run again

@@ -79,8 +79,11 @@ def test_reconstruct_mri_same_seed_same_result(model_dir, image, mask):
 
 
 def test_overrides_reach_the_sampler(model_dir, image, mask):
-    res = ms.reconstruct_mri(image, mask, model=model_dir, num_levels=2, n_steps_each=1, **FAST)
+    ald = {**FAST, "preset": "ald-fast"}
+    res = ms.reconstruct_mri(image, mask, model=model_dir, num_levels=2, n_steps_each=1, **ald)
     assert res.nfe == 2 * 1 + 1
+    res = ms.reconstruct_mri(image, mask, model=model_dir, num_levels=3, sampler="ddim", eta=0.0, **FAST)
+    assert res.nfe == 3
 
 
 def test_reconstruct_mri_rejects_a_mask_of_the_wrong_shape(model_dir, image):

@@ -150,6 +150,11 @@ def test_corrupt_weights(saved):
     out = saved[0]
     data = (out / WEIGHTS).read_bytes()
     (out / WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="SHA-256 differs"):  # caught by the recorded hash first
+        load_model(out)
+    meta = json.loads((out / META).read_text())
+    del meta["sha256"]  # a model.json written before hashes were recorded: the loader still refuses it
+    (out / META).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="cannot load weights"):
         load_model(out)
     (out / WEIGHTS).write_bytes(b"\x00" * 64)
@@ -184,3 +189,20 @@ def test_resume_state_weights_only(tmp_path):
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     with pytest.raises(CheckpointError, match="resume.pt"):
         load_resume(tmp_path / "other")
+
+
+def test_save_model_records_sha256_of_both_weights(saved):
+    out = saved[0]
+    meta = json.loads((out / META).read_text())
+    assert meta["sha256"] == sha256(out / WEIGHTS) and meta["sha256_raw"] == sha256(out / RAW_WEIGHTS)
+
+
+def test_altered_user_weights_are_refused(saved):
+    """Same size, one byte changed: the weights still load, but the recorded SHA-256 says they were altered."""
+    out = saved[0]
+    for name in (WEIGHTS, RAW_WEIGHTS):
+        data = bytearray((out / name).read_bytes())
+        data[-1] ^= 1
+        (out / name).write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match="SHA-256 differs"):
+            load_model(out / name)

@@ -114,3 +114,21 @@ def test_resume_with_other_model_is_clear(runner, tmp_path, tiny):
     last = res.stderr.strip().splitlines()[-1]  # after the (empty) progress bar, which is already on screen
     assert last.startswith("error: cannot resume") and "config" in last
     assert json.loads((out / "model.json").read_text())["step"] == 2  # the run is left as it was
+
+
+def test_overwrite_replaces_a_run_and_records_the_sha256(runner, tmp_path, tiny):
+    """A non-empty --out is refused without a flag and replaced with --overwrite; model.json records the hash."""
+    from medscore.checkpoint import sha256
+
+    scan, cfg = tiny
+    out = tmp_path / "run"
+    args = ["train", "--data", str(scan), "--config", str(cfg), "--steps", "2", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    stale = (out / "model.safetensors").read_bytes()
+    assert "--overwrite" in one_error_line(runner.invoke(app, args))
+    assert (out / "model.safetensors").read_bytes() == stale  # refused: nothing touched
+    res = runner.invoke(app, [*args[:-4], "--steps", "1", "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["step"] == 1 and meta["sha256"] == sha256(out / "model.safetensors")
+    assert [ln.split(",")[0] for ln in (out / "train_log.csv").read_text().splitlines()[1:]] == ["1"]

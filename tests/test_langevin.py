@@ -10,18 +10,16 @@ import torch
 from medscore.noise import geometric_sigmas
 from medscore.sampling import (
     PRESETS,
-    SamplerPreset,
+    AnnealedLangevin,
+    Preset,
     annealed_langevin,
     langevin,
     ncsnv2_step_size,
     ncsnv2_variance_ratio,
-    nfe_of,
     resolve_step_size,
-    run_preset,
     schedule_ratio,
     select_level_indices,
     select_levels,
-    warm_start,
 )
 from medscore.sampling.toy import gaussian_score, mixture_score, mode_weights, sample_mixture
 
@@ -164,8 +162,6 @@ def test_same_seed_same_output_and_global_rng_untouched():
     p = langevin(mixture_score(), x0, sigma=0.0, n_steps=20, step_size=0.1, generator=_gen(12)).x
     q = langevin(mixture_score(), x0, sigma=0.0, n_steps=20, step_size=0.1, generator=_gen(12)).x
     assert torch.equal(p, q)
-    w1, w2 = warm_start(x0, 1.0, _gen(1)), warm_start(x0, 1.0, _gen(1))
-    assert torch.equal(w1, w2) and abs((w1 - x0).std().item() - 1.0) < 0.2
 
 
 # (e) levels, presets, the NCSNv2 step-size rule ---------------------------------------------------------------
@@ -190,18 +186,22 @@ def test_select_levels_geometric_subset():
 
 
 def test_presets_nfe():
-    assert nfe_of(PRESETS["fast"], MODEL) <= 100
-    assert nfe_of(PRESETS["fast"]) <= 100 and PRESETS["fast"].samples == 1
-    costs = [nfe_of(PRESETS[k], MODEL) * PRESETS[k].samples for k in ("fast", "default", "best")]
-    assert costs == sorted(costs) and costs == [100, 200, 800]
+    ald = [PRESETS[k] for k in ("ald-fast", "ald", "ald-best")]
+    assert ald[0].nfe(MODEL) <= 100 and ald[0].nfe() <= 100 and ald[0].samples == 1
+    costs = [p.nfe(MODEL) * p.samples for p in ald]
+    assert costs == sorted(costs) and costs == [100, 200, 800]  # the first release's fast / default / best
     # a warm start keeps the level count, spread geometrically over [sigma_L, sigma_start]
-    warm = select_levels(MODEL, PRESETS["fast"].num_levels, sigma_start=1.0)
+    warm = select_levels(MODEL, ald[0].num_levels, sigma_start=1.0)
     assert warm[0] == MODEL[MODEL <= 1.0][0] and warm[-1] == MODEL[-1] and len(warm) == 33
-    assert nfe_of(PRESETS["fast"], MODEL, sigma_start=1.0) == 33 * 3 + 1
-    p = SamplerPreset("t", num_levels=4, n_steps_each=2, eps=1e-4, denoise_last=False)
-    assert nfe_of(p) == 8
-    out = run_preset(gaussian_score(0.0, 1.0), torch.zeros(4, 1), MODEL, p, generator=_gen(0))
-    assert out.nfe == 8
+    assert ald[0].nfe(MODEL, sigma_start=1.0) == 33 * 3 + 1
+    # the few-step presets of issue 8: fast <= 20 NFE and default <= 50 NFE per slice, samples counted
+    assert PRESETS["fast"].nfe(MODEL) * PRESETS["fast"].samples <= 20
+    assert PRESETS["default"].nfe(MODEL) * PRESETS["default"].samples <= 50
+    p = Preset("t", "ald", 4, {"n_steps_each": 2, "eps": 1e-4, "denoise_last": False})
+    assert p.nfe() == 8
+    levels = select_levels(MODEL, p.num_levels)
+    out = p.build()(gaussian_score(0.0, 1.0), torch.zeros(4, 1), levels, generator=_gen(0))
+    assert out.nfe == 8 and isinstance(p.build(), AnnealedLangevin)
 
 
 def test_ncsnv2_rule_reproduces_cifar10_and_satisfies_criterion():

@@ -19,6 +19,7 @@ from medscore import solvers
 from medscore.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.physics.mri import channels_to_complex, complex_to_channels, fft2c, ifft2c
+from medscore.sampling import PRESETS
 from medscore.solvers import SamplerOptions
 
 SIGMAS = geometric_sigmas(3.0, 0.01, 50)
@@ -110,7 +111,7 @@ def test_flip_averaged_tweedie_is_exact_for_a_flip_symmetric_prior_only(mu):
     assert not torch.allclose(solvers.denoise(GaussianPrior(mu, S), y, 0.1).mean, post, atol=1e-3)
 
 
-@pytest.mark.parametrize("preset", ["fast", "default"])
+@pytest.mark.parametrize("preset", ["ald-fast", "ald"])
 def test_langevin_denoise_matches_posterior_mean_and_std(mu, preset):
     sy, n = 0.1, 256
     y, post, post_std = _denoise_problem(mu, sy)
@@ -130,7 +131,7 @@ def test_langevin_denoise_keeps_batch_elements_apart(mu):
     y, post, post_std = _denoise_problem(mu, sy, b=2)
     y[1] += 0.5
     post[1] += 0.5 * S**2 / (S**2 + sy**2)
-    res = solvers.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset="fast", samples=n), method="langevin")
+    res = solvers.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset="ald-fast", samples=n), method="langevin")
     assert res.mean.shape == (2, 1, H, W) and res.std.shape == (2, 1, H, W) and res.samples == n
     for b in range(2):
         assert _rms(res.mean[b] - post[b]) < 3 * post_std / math.sqrt(n)
@@ -153,7 +154,7 @@ def test_inpaint_posterior_mean_and_known_pixels(mu, consistency):
     g = _gen(4)
     x = mu + S * torch.randn(1, 1, H, W, generator=g)
     mask = (torch.rand(H, W, generator=g) > 0.5).float()
-    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="fast", samples=n),
+    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=n),
                           consistency=consistency)
     known, hole = mask.bool(), ~mask.bool()
     # every sample keeps them (the mean of identical floats may differ in the last bit)
@@ -169,7 +170,7 @@ def test_inpaint_per_sample_masks(mu):
     g = _gen(5)
     x = mu + S * torch.randn(2, 1, H, W, generator=g)
     mask = (torch.rand(2, 1, H, W, generator=g) > 0.5).float()
-    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="fast", samples=3))
+    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=3))
     assert res.mean.shape == (2, 1, H, W) and res.std.shape == (2, 1, H, W)
     torch.testing.assert_close(res.mean[mask.bool()], x[mask.bool()], atol=1e-6, rtol=0)
 
@@ -198,7 +199,7 @@ def test_mri_complex_noiseless_posterior(mu, consistency):
     k_mu = _k_of(_complex_mean(mu))
     post = complex_to_channels(ifft2c(mask * y + (1 - mask) * k_mu))
     post_std = S * math.sqrt(1 - float(mask.mean()))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="fast", samples=n),
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=False, consistency=consistency)
     assert res.mean.shape == (1, 2, H, W) and res.std.shape == (1, 2, H, W)
     assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
@@ -221,7 +222,7 @@ def test_mri_real_image_symmetric_mask_posterior(mu):
     assert float(post_c.imag.abs().max()) < 1e-5  # symmetric mask: the posterior mean is real
     post = post_c.real
     post_std = S * math.sqrt(1 - float(mask.mean()))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="fast", samples=n),
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=True)
     assert res.mean.shape == (1, 1, H, W) and res.std.shape == (1, 1, H, W)
     assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n)
@@ -244,7 +245,7 @@ def test_mri_noisy_kspace_is_wiener(mu, noise_std):
     k_mu = _k_of(_complex_mean(mu))
     w = S**2 / (S**2 + noise_std**2)
     wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="fast", samples=n),
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=False, noise_std=noise_std)
     zero_filled = op.A_dagger(y)
     assert _rms(res.mean - wiener) < 0.25 * _rms(zero_filled - wiener)
@@ -277,7 +278,7 @@ def test_multicoil_noisy_posterior_with_per_image_coil_maps(noise_std):
     op = MultiCoilMRI(mask, smaps)
     noise = torch.complex(torch.randn(2, coils, h, w, generator=g), torch.randn(2, coils, h, w, generator=g))
     y = op.A(x) + noise_std * mask * noise  # std noise_std per real component of every measured sample
-    res = solvers.reconstruct_mri(GaussianPrior(mu8, S), y, mask, SamplerOptions(preset="fast", samples=n),
+    res = solvers.reconstruct_mri(GaussianPrior(mu8, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   smaps=smaps, noise_std=noise_std)
     assert res.mean.shape == (2, 2, h, w) and res.std.shape == (2, 2, h, w)
     basis = torch.eye(d).reshape(d, 2, h, w)
@@ -295,7 +296,7 @@ def test_multicoil_noisy_posterior_with_per_image_coil_maps(noise_std):
 def test_mri_samples_one_gives_no_std(mu):
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=True).A(mu[None, None].expand(2, 1, H, W))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="fast"))
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast"))
     assert res.mean.shape == (2, 1, H, W) and res.std is None and res.samples == 1
     assert res.nfe > 0 and res.seconds >= 0
 
@@ -310,13 +311,13 @@ def test_same_seed_same_result_other_seed_differs(mu):
     prior = GaussianPrior(mu, S)
 
     def run(seed):
-        return solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="fast", samples=2, seed=seed)).mean
+        return solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="ald-fast", samples=2, seed=seed)).mean
 
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))
 
     def den(seed):
-        opts = SamplerOptions(preset="fast", seed=seed)
+        opts = SamplerOptions(preset="ald-fast", seed=seed)
         return solvers.denoise(prior, mu[None, None], 0.1, opts, method="langevin").mean
 
     assert torch.equal(den(3), den(3)) and not torch.equal(den(3), den(4))
@@ -324,18 +325,19 @@ def test_same_seed_same_result_other_seed_differs(mu):
     hole = (torch.arange(H * W).reshape(H, W) % 3 > 0).float()
 
     def inp(seed):
-        return solvers.inpaint(prior, mu[None, None] * hole, hole, SamplerOptions(preset="fast", seed=seed)).mean
+        return solvers.inpaint(prior, mu[None, None] * hole, hole, SamplerOptions(preset="ald-fast", seed=seed)).mean
 
     assert torch.equal(inp(5), inp(5)) and not torch.equal(inp(5), inp(6))
-    a = solvers.sample(prior, 2, (H, W), SamplerOptions(preset="fast", seed=7)).mean
-    assert torch.equal(a, solvers.sample(prior, 2, (H, W), SamplerOptions(preset="fast", seed=7)).mean)
-    assert not torch.equal(a, solvers.sample(prior, 2, (H, W), SamplerOptions(preset="fast", seed=8)).mean)
+    a = solvers.sample(prior, 2, (H, W), SamplerOptions(preset="ald-fast", seed=7)).mean
+    assert torch.equal(a, solvers.sample(prior, 2, (H, W), SamplerOptions(preset="ald-fast", seed=7)).mean)
+    assert not torch.equal(a, solvers.sample(prior, 2, (H, W), SamplerOptions(preset="ald-fast", seed=8)).mean)
 
 
 def test_sample_draws_from_the_prior():
     mu0, s0, n = 0.4, 0.15, 256
-    res = solvers.sample(GaussianPrior(mu0, s0), n, (8, 8), SamplerOptions(preset="default"))
-    assert res.nfe == min(solvers.SAMPLE_LEVELS, len(SIGMAS)) * 3 + 1  # every level of this 50-level prior
+    res = solvers.sample(GaussianPrior(mu0, s0), n, (8, 8), SamplerOptions(preset="ald"))
+    sample_levels = PRESETS["ald"].for_task("sample").num_levels  # 200
+    assert res.nfe == min(sample_levels, len(SIGMAS)) * 3 + 1  # every level of this 50-level prior
     assert res.mean.shape == (n, 1, 8, 8) and res.std is None
     draws = res.mean
     assert abs(float(draws.mean()) - mu0) < 0.02
@@ -343,8 +345,8 @@ def test_sample_draws_from_the_prior():
 
 
 def test_options_override_preset_and_reject_unknown(mu):
-    opts = SamplerOptions(preset="fast", num_levels=4, n_steps_each=2)
-    assert opts.resolve().num_levels == 4 and opts.resolve().n_steps_each == 2
+    opts = SamplerOptions(preset="ald-fast", num_levels=4, n_steps_each=2)
+    assert opts.resolve().num_levels == 4 and opts.resolve().settings["n_steps_each"] == 2
     prior = GaussianPrior(mu, S)
     res = solvers.sample(prior, 1, (H, W), opts)
     assert res.nfe == 4 * 2 + 1
@@ -356,7 +358,7 @@ def test_callback_sees_every_level(mu):
     seen: list[tuple[int, int]] = []
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=True).A(mu[None, None])
-    solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="fast", num_levels=5),
+    solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", num_levels=5),
                             callback=lambda i, total: seen.append((i, total)))
     assert seen == [(i, 5) for i in range(5)]
 

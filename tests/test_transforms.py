@@ -281,3 +281,82 @@ def test_resize_mode_keeps_whole_slice():
     assert out.sum().item() == pytest.approx(16 * 8, rel=1e-5)
     np.testing.assert_allclose(out[:, 4:12].numpy(), 1.0, atol=1e-6)
     np.testing.assert_allclose(out[:, :4].numpy(), 0.0, atol=1e-6)
+
+
+# --- invertible inference transforms and k-space undersampling --------------------------------------------------
+
+def test_inference_transforms_inverse_restores_stored_order_and_units(odd_nifti):
+    from medscore.transforms import inference_transforms
+
+    path, data = odd_nifti
+    tr = inference_transforms((0.0, 99.5), orientation="RAS")
+    d = tr({"image": str(path)})
+    np.testing.assert_allclose(np.asarray(d["image"][0]), _scaled(odd_to_ras(data)), atol=1e-6)  # RAS, [0, 1]
+    back = tr.inverse(d)["image"]
+    assert tuple(back.shape) == (1, *data.shape)
+    np.testing.assert_allclose(np.asarray(back[0]), data, rtol=1e-5, atol=1e-4)  # stored voxel order, scanner units
+    np.testing.assert_allclose(np.asarray(back.affine), ODD_AFFINE, atol=1e-6)
+
+
+def test_inference_transforms_without_meta_are_the_training_load_transforms(odd_nifti):
+    from medscore.transforms import inference_transforms
+
+    path, _ = odd_nifti
+    cfg = DataConfig(path=str(path))
+    a = inference_transforms(cfg.percentiles, cfg.orientation, track_meta=False)({"image": str(path)})
+    b = load_transforms(cfg)({"image": str(path)})
+    assert isinstance(a["image"], np.ndarray)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    assert a["image_scale"] == b["image_scale"]
+
+
+def test_robust_scale_dict_inverse_through_compose_and_array_inverse_needs_its_trace():
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+
+    img = MetaTensor(torch.from_numpy(np.random.default_rng(2).uniform(5.0, 50.0, (1, 8, 9)).astype(np.float32)))
+    c = Compose([RobustScaleIntensityd("image", 1.0, 99.0)])
+    d = c({"image": img.clone()})
+    assert len(d["image"].applied_operations) == 1
+    back = c.inverse(d)["image"]
+    torch.testing.assert_close(back.as_tensor(), img.as_tensor(), rtol=1e-5, atol=1e-4)
+    assert len(back.applied_operations) == 0
+    with pytest.raises(ValueError, match="MetaTensor"):
+        RobustScaleIntensity().inverse(np.ones((3, 3)))
+
+
+def test_kspace_undersample_fixed_mask_matches_the_operator():
+    from medscore.physics import SingleCoilMRI
+    from medscore.transforms import KspaceUndersample, KspaceUndersampled
+
+    x = torch.rand(3, 12, 16)
+    mask = np.zeros(16, dtype=np.float32)
+    mask[::2] = 1
+    k, zf = KspaceUndersample(mask)(x)
+    op = SingleCoilMRI(torch.from_numpy(mask), real_input=True)
+    y = op.A(x[:, None])
+    torch.testing.assert_close(k, y[:, 0])
+    torch.testing.assert_close(zf, op.zero_filled_magnitude(y)[:, 0])
+    assert (k[..., 1::2] == 0).all()
+    d = KspaceUndersampled("image", mask)({"image": x[0]})
+    assert d["image_kspace"].shape == (12, 16) and d["image_zerofilled"].shape == (12, 16)
+    np.testing.assert_array_equal(d["image_mask"], mask)
+    with pytest.raises(InputError):
+        KspaceUndersample(np.ones(15))(x)
+
+
+def test_kspace_undersample_with_monai_random_mask_is_seeded():
+    from monai.apps.reconstruction.transforms.array import RandomKspaceMask
+
+    from medscore.transforms import KspaceUndersample
+
+    x = torch.rand(12, 32)
+    t = KspaceUndersample(RandomKspaceMask(center_fractions=[0.125], accelerations=[4])).set_random_state(0)
+    k1, _ = t(x)
+    m1 = t.last_mask.copy()
+    t.set_random_state(0)
+    k2, _ = t(x)
+    np.testing.assert_array_equal(t.last_mask, m1)
+    torch.testing.assert_close(k1, k2)
+    assert m1.shape == (32,) and m1[14:18].all() and 4 <= m1.sum() < 32  # centre lines plus random ones
+    assert (k1[:, m1 == 0] == 0).all()

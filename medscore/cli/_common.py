@@ -71,3 +71,42 @@ def slice_progress(description: str) -> Iterator:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def preflight(scan, out, suffix: str, *, axis: int | None = 2, batch_size=None, kspace: bool = False) -> None:
+    """Checks of a solve command made before any model is loaded: the scan exists, its slices are large
+    enough (from the file header), the batch size, and that the output location can be written."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..fileio import ensure_writable
+    from ..scanio import output_paths, peek_shape
+    from ..validation import check_batch_size, check_slice_shape
+
+    scan = Path(scan)
+    if not scan.exists():
+        raise InputError(f"scan not found: {scan}")
+    if batch_size is not None:
+        check_batch_size("--batch-size", batch_size)
+    shape = peek_shape(scan)
+    if shape is not None and not kspace:
+        check_slice_shape(scan.name, shape, axis)
+    elif shape is not None and len(shape) in (2, 3):
+        check_slice_shape(scan.name, shape[-2:])
+    target = output_paths(scan, out, suffix)
+    if not target.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"--out must be a .nii or .nii.gz file, got {target.name}")
+    ensure_writable(target, "--out")
+
+
+def series_option(fn, series: str | None) -> dict:
+    """``{"series_uid": series}`` for a file function that takes it; ``{}`` without --series."""
+    import inspect
+
+    from ..errors import InputError
+
+    if series is None:
+        return {}
+    if "series_uid" not in inspect.signature(fn).parameters:
+        raise InputError("--series is not supported by this command yet: copy the series into a folder of its own")
+    return {"series_uid": series}

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import __version__
-from .evaluate import benchmark_command, demo_command
+from .bundle import export_bundle_command
+from .evaluate import benchmark_command, demo_command, tune_command
 from .mask import mask_command
 from .models import models_command
 from .solve import denoise_command, inpaint_command, reconstruct_command, sample_command
@@ -39,6 +40,8 @@ app.command("mask")(mask_command)
 app.command("models")(models_command)
 app.command("demo")(demo_command)
 app.command("benchmark")(benchmark_command)
+app.command("tune")(tune_command)
+app.command("export-bundle")(export_bundle_command)
 
 if __name__ == "__main__":
     app()

@@ -17,21 +17,25 @@ def mask_command(
     accel: Annotated[float, typer.Option(help="acceleration factor R")] = 4.0,
     center: Annotated[float, typer.Option(help="fully sampled centre fraction")] = 0.08,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    max_size: Annotated[int, typer.Option(help="largest H or W accepted (guards memory; raise it explicitly for larger masks)")] = 4096,
 ) -> None:
-    """Write a 0/1 mask over centred k-space (1 = sampled)."""
+    """Write a 0/1 mask over centred k-space (1 = sampled). Nothing is written unless the mask is valid."""
     with handle_errors():
         import numpy as np
 
         from ..errors import InputError
-        from ..fileio import atomic_path
+        from ..fileio import atomic_path, ensure_writable
         from ..physics import acceleration, make_mask
+        from ..validation import check_choice, check_int
 
-        if pattern not in ("random", "equispaced", "poisson"):
-            raise InputError(f"--pattern must be random, equispaced or poisson, got {pattern!r}")
+        check_choice("--pattern", pattern, ("random", "equispaced", "poisson"))
         if out.suffix != ".npy":
             raise InputError(f"--out must end in .npy, got {out.name}")
+        check_int("--max-size", max_size, 2)
+        check_int("--seed", seed, 0)
+        ensure_writable(out, "--out")
         try:
-            m = make_mask(pattern, tuple(shape), accel, center, seed)
+            m = make_mask(pattern, tuple(shape), accel, center, seed, max_size=max_size)
         except ValueError as exc:
             raise InputError(str(exc)) from None
         with atomic_path(out) as tmp:

@@ -21,15 +21,21 @@ def train_command(
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     out: Annotated[Path, typer.Option(help="output folder for weights, config, logs and sample PNGs")] = Path("runs/mri"),
     resume: Annotated[bool, typer.Option(help="continue the run in --out exactly where it stopped")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace the run in a non-empty --out (its weights, state and log)")] = False,
 ) -> None:
-    """Train an NCSN score network by denoising score matching over geometric noise levels."""
+    """Train an NCSN score network by denoising score matching over geometric noise levels.
+
+    A non-empty --out is refused unless --resume or --overwrite is given."""
     with handle_errors():
         from ..config import TrainConfig, load_config, replace
         from ..errors import InputError
+        from ..fileio import check_out_dir
         from ..train import train
 
         if modality != "mri":
             raise InputError(f"modality {modality!r} is not supported yet: use --modality mri")
+        _check_options(steps, batch_size, image_size, seed)
+        check_out_dir(out, resume=resume, overwrite=overwrite)
         if config is not None:
             cfg = load_config(config)
         elif resume and (out / "model.json").is_file():
@@ -53,9 +59,19 @@ def train_command(
                 val = "" if p.val_loss is None else f" val {p.val_loss:.1f}"
                 bar.update(task, completed=p.step, loss=f"loss {p.loss:.1f}{val}", rate=f"{p.images_per_s:.1f} img/s")
 
-            weights = train(cfg, out, resume=resume, callback=on_progress)
+            weights = train(cfg, out, resume=resume, overwrite=overwrite, callback=on_progress)
         console.print(f"weights: {weights}")
         console.print(f"config:  {weights.parent / 'model.json'}")
+
+
+def _check_options(steps: int | None, batch_size: int | None, image_size: int | None, seed: int | None) -> None:
+    """Numeric options, named as the user typed them (None = not given)."""
+    from ..validation import MIN_SLICE, check_int
+
+    for name, value, low in (("--steps", steps, 1), ("--batch-size", batch_size, 1),
+                             ("--image-size", image_size, MIN_SLICE), ("--seed", seed, 0)):
+        if value is not None:
+            check_int(name, value, low)
 
 
 def _run_config(meta_path: Path):

@@ -12,10 +12,12 @@ __all__ = ["NCSN", "NCSNv2", "RefineNetScore", "build_model", "count_parameters"
 
 def build_model(cfg: ModelConfig, sigmas: Tensor) -> RefineNetScore:
     """The network a :class:`ModelConfig` describes, for the given noise levels."""
+    # older configs have no spatial_dims: they describe 2D networks
+    spatial_dims = int(getattr(cfg, "spatial_dims", 2) or 2)
     if cfg.arch == "ncsnv2":
-        return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3)
+        return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3, spatial_dims=spatial_dims)
     return NCSN(cfg.in_channels, cfg.ngf, sigmas, conditioning=cfg.conditioning,
-                scale_by_sigma=cfg.scale_by_sigma, downsample3=cfg.downsample3)
+                scale_by_sigma=cfg.scale_by_sigma, downsample3=cfg.downsample3, spatial_dims=spatial_dims)
 
 
 def count_parameters(model: nn.Module) -> int:

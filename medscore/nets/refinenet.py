@@ -1,8 +1,8 @@
 """NCSN score networks: the RefineNet with dilated convolutions of Song & Ermon (2019) and its NCSNv2 variant.
 
-Both map ``(x, sigma) -> s(x, sigma)`` with ``x`` of shape (B, C, H, W) and ``sigma`` of shape (B,).
-They are fully convolutional: any H, W works (sizes are padded internally to a multiple of
-``size_multiple`` and cropped back).
+Both map ``(x, sigma) -> s(x, sigma)`` with ``x`` of shape (B, C, H, W) (or (B, C, D, H, W) with
+``spatial_dims=3``) and ``sigma`` of shape (B,). They are fully convolutional: any size works (sizes are
+padded internally to a multiple of ``size_multiple`` and cropped back).
 
 * :class:`NCSN`: conditional instance norm++ on the noise level, either on the level *index*
   (the paper; only the trained levels are meaningful) or ``continuous`` on log(sigma) through
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import InstanceNormPlus, RefineBlock, ResidualBlock
+from .layers import InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv
 
 __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 
@@ -39,6 +39,7 @@ class RefineNetScore(nn.Module):
         embed_dim: size of the continuous noise-level embedding.
         downsample3: stage 3 halves the resolution again (as NCSNv2's deeper nets do for 64 px and up,
             and about 3x cheaper); ``False`` keeps the paper's 32 px layout (stages 2-4 at 1/2 size).
+        spatial_dims: 2 (images, the default) or 3 (volumes: 3D convolutions, pooling, trilinear fusion).
     """
 
     def __init__(
@@ -50,8 +51,11 @@ class RefineNetScore(nn.Module):
         scale_by_sigma: bool,
         embed_dim: int = 64,
         downsample3: bool = True,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if in_channels < 1 or ngf < 4:
             raise ValueError(f"in_channels must be >= 1 and ngf >= 4, got {in_channels}, {ngf}")
         if conditioning not in ("index", "continuous", "none"):
@@ -64,31 +68,42 @@ class RefineNetScore(nn.Module):
         self.size_multiple = 4 if downsample3 else 2
         self.scale_by_sigma = scale_by_sigma
         self.embed_dim = embed_dim
+        self.spatial_dims = d = spatial_dims
         cond_dim = {"index": len(sigmas), "continuous": embed_dim, "none": 0}[conditioning]
         if conditioning == "continuous":
             self.register_buffer("freqs", torch.arange(1, embed_dim // 2 + 1, dtype=torch.float32) * math.pi)
             lo, hi = math.log(float(sigmas.min())), math.log(float(sigmas.max()))
             self.log_range = (lo, max(hi, lo + 1e-3))
-        c1, c2 = ngf, 2 * ngf
-        self.begin = nn.Conv2d(in_channels, c1, 3, padding=1)
-        self.res1 = nn.ModuleList([ResidualBlock(c1, c1, cond_dim), ResidualBlock(c1, c1, cond_dim)])
-        self.res2 = nn.ModuleList([ResidualBlock(c1, c2, cond_dim, down=True), ResidualBlock(c2, c2, cond_dim)])
-        self.res3 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, down=downsample3, dilation=1 if downsample3 else 2),
-             ResidualBlock(c2, c2, cond_dim, dilation=2)])
-        self.res4 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, dilation=4), ResidualBlock(c2, c2, cond_dim, dilation=4)])
-        self.refine4 = RefineBlock((c2,), c2, cond_dim)
-        self.refine3 = RefineBlock((c2, c2), c2, cond_dim)
-        self.refine2 = RefineBlock((c2, c2), c1, cond_dim)
-        self.refine1 = RefineBlock((c1, c1), c1, cond_dim)
-        self.end_norm = InstanceNormPlus(c1, cond_dim)
-        self.end = nn.Conv2d(c1, in_channels, 3, padding=1)
+        c1, c2, e = ngf, 2 * ngf, cond_dim
+        self.begin = _conv(d, in_channels, c1, 3, padding=1)
+        self.res1 = nn.ModuleList([ResidualBlock(c1, c1, e, spatial_dims=d), ResidualBlock(c1, c1, e, spatial_dims=d)])
+        self.res2 = nn.ModuleList([ResidualBlock(c1, c2, e, down=True, spatial_dims=d),
+                                   ResidualBlock(c2, c2, e, spatial_dims=d)])
+        self.res3 = nn.ModuleList([ResidualBlock(c2, c2, e, down=downsample3, dilation=1 if downsample3 else 2,
+                                                 spatial_dims=d),
+                                   ResidualBlock(c2, c2, e, dilation=2, spatial_dims=d)])
+        self.res4 = nn.ModuleList([ResidualBlock(c2, c2, e, dilation=4, spatial_dims=d),
+                                   ResidualBlock(c2, c2, e, dilation=4, spatial_dims=d)])
+        self.refine4 = RefineBlock((c2,), c2, e, spatial_dims=d)
+        self.refine3 = RefineBlock((c2, c2), c2, e, spatial_dims=d)
+        self.refine2 = RefineBlock((c2, c2), c1, e, spatial_dims=d)
+        self.refine1 = RefineBlock((c1, c1), c1, e, spatial_dims=d)
+        self.end_norm = InstanceNormPlus(c1, e)
+        self.end = _conv(d, c1, in_channels, 3, padding=1)
+        # plain tuple (not a ModuleList): the state_dict keys stay those of the modules above
+        self._norms = tuple(m for m in self.modules() if isinstance(m, InstanceNormPlus))
 
     def level_index(self, sigma: Tensor) -> Tensor:
         """Index of the trained level nearest (in log space) to each sigma."""
         d = (torch.log(sigma)[:, None] - torch.log(self.sigmas)[None, :]).abs()
         return d.argmin(dim=1)
 
-    def _condition(self, sigma: Tensor) -> Tensor | None:
+    def _condition(self, sigma: Tensor) -> NormParams | None:
+        """Every norm's affine parameters for these noise levels (one matmul), or None if unconditional."""
+        cond = self._cond_vector(sigma)
+        return None if cond is None else NormParams(self._norms, cond)
+
+    def _cond_vector(self, sigma: Tensor) -> Tensor | None:
         if self.conditioning == "none":
             return None
         if self.conditioning == "index":
@@ -99,13 +114,15 @@ class RefineNetScore(nn.Module):
         return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"expected x of shape (B, C, H, W), got {tuple(x.shape)}")
+        if x.ndim != self.spatial_dims + 2:
+            axes = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
+            raise ValueError(f"expected x of shape {axes}, got {tuple(x.shape)}")
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
-        h0, w0 = x.shape[-2:]
+        size0 = tuple(x.shape[2:])
         m = self.size_multiple
-        if h0 % m or w0 % m:
-            x = F.pad(x, (0, -w0 % m, 0, -h0 % m), mode="replicate")
+        if any(s % m for s in size0):
+            pad = [p for s in reversed(size0) for p in (0, -s % m)]
+            x = F.pad(x, pad, mode="replicate")
         cond = self._condition(sigma)
         h = self.begin(x)
         feats = []
@@ -117,7 +134,9 @@ class RefineNetScore(nn.Module):
         r = self.refine3([feats[2], r], cond)
         r = self.refine2([feats[1], r], cond)
         r = self.refine1([feats[0], r], cond)
-        out = self.end(F.elu(self.end_norm(r, cond)))[..., :h0, :w0]
+        out = self.end(F.elu(self.end_norm(r, cond), inplace=True))
+        if tuple(out.shape[2:]) != size0:
+            out = out[(Ellipsis, *(slice(0, s) for s in size0))]
         if self.scale_by_sigma:
             out = out / sigma.view(-1, *([1] * (out.ndim - 1)))
         return out
@@ -134,18 +153,22 @@ class NCSN(RefineNetScore):
         conditioning: Literal["index", "continuous"] = "index",
         scale_by_sigma: bool = False,
         downsample3: bool = True,
+        spatial_dims: int = 2,
     ) -> None:
         if sigmas is None:
             raise ValueError("NCSN needs the noise levels `sigmas` it is conditioned on")
         if conditioning not in ("index", "continuous"):
             raise ValueError(f"NCSN conditioning must be 'index' or 'continuous', got {conditioning!r}")
-        super().__init__(in_channels, ngf, sigmas, conditioning, scale_by_sigma, downsample3=downsample3)
+        super().__init__(in_channels, ngf, sigmas, conditioning, scale_by_sigma, downsample3=downsample3,
+                         spatial_dims=spatial_dims)
 
 
 class NCSNv2(RefineNetScore):
     """NCSNv2 (Song & Ermon 2020): unconditional RefineNet whose output is divided by sigma."""
 
-    def __init__(self, in_channels: int = 1, ngf: int = 64, sigmas: Tensor | None = None, downsample3: bool = True) -> None:
+    def __init__(self, in_channels: int = 1, ngf: int = 64, sigmas: Tensor | None = None, downsample3: bool = True,
+                 spatial_dims: int = 2) -> None:
         if sigmas is None:
             raise ValueError("NCSNv2 needs the noise levels `sigmas` it is trained on")
-        super().__init__(in_channels, ngf, sigmas, "none", scale_by_sigma=True, downsample3=downsample3)
+        super().__init__(in_channels, ngf, sigmas, "none", scale_by_sigma=True, downsample3=downsample3,
+                         spatial_dims=spatial_dims)

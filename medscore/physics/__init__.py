@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import LinearOperator, MaskedUnitary, real_inner
-from .consistency import GradientStep, HardProjection, NoisyProjection
+from .consistency import DataConsistency, GradientStep, HardProjection, NoisyProjection
 from .denoising import Denoising, estimate_noise_std
 from .inpainting import Inpainting
 from .masks import MaskError, acceleration, expand_mask, make_mask, validate_mask
@@ -31,6 +31,7 @@ __all__ = [
     "channels_to_complex",
     "complex_to_channels",
     "normalize_smaps",
+    "DataConsistency",
     "HardProjection",
     "NoisyProjection",
     "GradientStep",

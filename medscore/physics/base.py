@@ -164,3 +164,4 @@ class MaskedUnitary(LinearOperator):
         k = self.T(x)
         # where() rather than k + M (y - k) so measured samples equal y bit for bit.
         return self.T_adjoint(torch.where(self._mask_for(k) > 0, y.to(k.dtype), k))
+

@@ -6,14 +6,15 @@ times per reconstruction, so they are pure tensor code: no per-pixel Python loop
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
+from ..rng import Generators, RowGenerators
 from .base import LinearOperator, broadcast_level
 
-__all__ = ["HardProjection", "NoisyProjection", "GradientStep"]
+__all__ = ["HardProjection", "NoisyProjection", "GradientStep", "DataConsistency"]
 
 
 def _require_projectable(op: LinearOperator, name: str) -> None:
@@ -46,7 +47,7 @@ class NoisyProjection:
     ``y + sigma z`` (NCSN inpainting). At ``sigma = 0`` it equals ``HardProjection``.
     """
 
-    def __init__(self, op: LinearOperator, y: Tensor, generator: torch.Generator | None = None) -> None:
+    def __init__(self, op: LinearOperator, y: Tensor, generator: Generators = None) -> None:
         _require_projectable(op, "NoisyProjection")
         self.op = op
         self.y = y
@@ -56,7 +57,10 @@ class NoisyProjection:
     def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         if self._z is None or self._z.shape != x.shape or self._z.dtype != x.dtype or self._z.device != x.device:
             self._z = torch.empty_like(x)
-        z = torch.randn(x.shape, generator=self.generator, out=self._z)
+        if isinstance(self.generator, RowGenerators):
+            z = self._z.copy_(self.generator.randn(x.shape, dtype=x.dtype, device=x.device))
+        else:
+            z = torch.randn(x.shape, generator=self.generator, out=self._z)
         s = broadcast_level(sigma, x)
         return self.op.project(x, self.y + s * self.op.A(z))
 
@@ -80,3 +84,44 @@ class GradientStep:
     def __call__(self, x: Tensor, sigma: Tensor | float = 0.0) -> Tensor:
         w = self.weight(sigma) if callable(self.weight) else self.weight
         return x - broadcast_level(w, x) * self.op.data_grad(x, self.y)
+
+
+class DataConsistency:
+    """The measurements as samplers see them (``medscore.sampling.base.Guidance``).
+
+    ``noisy(x, sigma, step)`` acts on an iterate carrying noise ``sigma``: ``mode="noisy"`` projects onto
+    the measurements noised to that level (:class:`NoisyProjection`), ``"hard"`` onto the measurements,
+    ``"gradient"`` takes the likelihood step of the posterior score, ``x -= dc_weight (step / 2) /
+    (noise_std^2 + sigma^2) A^H(A x - y)`` (Jalal et al. 2021; ``step`` is the Langevin step size alpha
+    of the update just made, 0 means none).
+    ``clean(x0, sigma)`` acts on a denoised estimate: for noiseless measurements (``exact``) the
+    projection onto {A x = y}; otherwise ``x0`` unchanged, and samplers impose the noisy data through
+    ``noisy`` (a likelihood step) on their next noisy iterate instead. A weighted solve on ``x0``
+    (trusting y by ``sigma^2 / (sigma^2 + noise_std^2)``) was tried and over-fitted the noise: the
+    estimates of later levels already carry the data of earlier ones.
+    """
+
+    def __init__(self, op: LinearOperator, y: Tensor, *, noise_std: float = 0.0,
+                 mode: Literal["noisy", "hard", "gradient"] = "noisy", dc_weight: float = 1.0,
+                 generator: Generators = None) -> None:
+        if mode not in ("noisy", "hard", "gradient"):
+            raise ValueError(f"consistency mode must be noisy, hard or gradient, got {mode!r}")
+        self.op, self.y, self.noise_std, self.mode, self.dc_weight = op, y, float(noise_std), mode, dc_weight
+        self._noisy = NoisyProjection(op, y, generator) if mode == "noisy" else None
+        if mode == "hard":
+            _require_projectable(op, "HardProjection")
+        #: True when ``clean`` imposes the measurements exactly (noiseless data, a projectable operator)
+        self.exact = self.noise_std == 0 and getattr(op, "projectable", True)
+
+    def noisy(self, x: Tensor, sigma: float, step: Tensor | float) -> Tensor:
+        if self._noisy is not None:
+            return self._noisy(x, sigma)
+        if self.mode == "hard":
+            return self.op.project(x, self.y)
+        if isinstance(step, float) and step == 0:
+            return x
+        w = self.dc_weight * 0.5 * step / (self.noise_std**2 + float(sigma) ** 2)
+        return x - broadcast_level(w, x) * self.op.data_grad(x, self.y)
+
+    def clean(self, x0: Tensor, sigma: float) -> Tensor:
+        return self.op.project(x0, self.y) if self.exact else x0

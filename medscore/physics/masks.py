@@ -17,6 +17,7 @@ import torch
 from monai.apps.reconstruction.transforms.array import EquispacedKspaceMask, RandomKspaceMask
 
 from ..errors import InputError
+from ..validation import MAX_MASK_SIZE
 
 __all__ = ["MaskError", "make_mask", "expand_mask", "validate_mask", "acceleration"]
 
@@ -25,17 +26,22 @@ class MaskError(InputError):
     """A sampling mask that does not fit the scan or is not a 0/1 mask."""
 
 
-def _check_args(shape: tuple[int, int], accel: float, center: float, two_d: bool) -> tuple[int, int]:
-    if len(shape) != 2 or min(shape) < 2:
-        raise ValueError(f"shape must be (H, W) with H, W >= 2, got {shape}")
-    if not accel >= 1:
-        raise ValueError(f"accel must be >= 1, got {accel}")
+def _check_args(shape: tuple[int, ...], accel: float, center: float, two_d: bool, max_size: int) -> tuple[int, int]:
+    """Arguments of :func:`make_mask`, checked before anything is allocated (MaskError naming the argument)."""
+    if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape) \
+            or min(shape) < 2:
+        raise MaskError(f"shape must be (H, W) with integers H, W >= 2, got {shape}")
+    if max(shape) > max_size:
+        raise MaskError(f"shape {tuple(int(n) for n in shape)} exceeds the maximum mask side {max_size}; "
+                        "pass a larger max_size (--max-size) if you mean it")
+    if not 1 <= accel < float("inf"):
+        raise MaskError(f"accel must be a finite number >= 1, got {accel}")
     if not 0 <= center < 1:
-        raise ValueError(f"center must be in [0, 1), got {center}")
+        raise MaskError(f"center must be in [0, 1), got {center}")
     area = center**2 if two_d else center
     if accel > 1 and area >= 1 / accel:
         need = "center**2" if two_d else "center"
-        raise ValueError(f"center {center} is already sampled beyond accel {accel}: need {need} < 1/accel")
+        raise MaskError(f"center {center} is already sampled beyond accel {accel}: need {need} < 1/accel")
     return int(shape[0]), int(shape[1])
 
 
@@ -96,7 +102,7 @@ def _poisson(shape: tuple[int, int], accel: float, center: float, seed: int) -> 
     while sampled(hi).sum() > target:
         lo, hi = hi, hi * 2
         if hi > 1e4:
-            raise ValueError(f"cannot reach acceleration {accel} for shape {shape} with center {center}")
+            raise MaskError(f"cannot reach acceleration {accel} for shape {shape} with center {center}")
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         if sampled(mid).sum() > target:
@@ -108,19 +114,24 @@ def _poisson(shape: tuple[int, int], accel: float, center: float, seed: int) -> 
     return best.astype(np.float32)
 
 
-def make_mask(pattern: str, shape: tuple[int, int], accel: float, center: float, seed: int = 0) -> np.ndarray:
+def make_mask(pattern: str, shape: tuple[int, int], accel: float, center: float, seed: int = 0,
+              max_size: int = MAX_MASK_SIZE) -> np.ndarray:
     """A 0/1 float32 sampling mask.
 
     ``pattern``: "random" / "equispaced" (1D, shape (W,), via MONAI) or "poisson" (2D variable-density
     Poisson-disc, shape (H, W), fully sampled centre block of ``center`` * (H, W)). ``accel`` is the
-    target acceleration (exact in expectation for "random", within a few % for the others).
+    target acceleration (exact in expectation for "random", within a few % for the others). Sides
+    above ``max_size`` (default 4096) are refused before anything is allocated, as is a mask that
+    samples nothing.
     """
-    h, w = _check_args(tuple(shape), accel, center, two_d=pattern == "poisson")
-    if pattern in ("random", "equispaced"):
-        return _monai_lines(pattern, w, accel, center, seed)
-    if pattern == "poisson":
-        return _poisson((h, w), accel, center, seed)
-    raise ValueError(f"unknown mask pattern {pattern!r}: expected 'random', 'equispaced' or 'poisson'")
+    if pattern not in ("random", "equispaced", "poisson"):
+        raise MaskError(f"unknown mask pattern {pattern!r}: expected 'random', 'equispaced' or 'poisson'")
+    h, w = _check_args(tuple(shape), accel, center, pattern == "poisson", max_size)
+    m = _monai_lines(pattern, w, accel, center, seed) if pattern != "poisson" else _poisson((h, w), accel, center, seed)
+    if not m.any():
+        raise MaskError(f"the {pattern} mask for shape {(h, w)}, accel {accel}, center {center} samples nothing: "
+                        "lower accel or raise center")
+    return m
 
 
 def validate_mask(mask: object, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -135,6 +146,8 @@ def validate_mask(mask: object, image_shape: tuple[int, ...]) -> np.ndarray:
         raise MaskError(
             f"mask shape {m.shape} does not match the scan: expected (W,) = ({w},) or (H, W) = ({h}, {w})"
         )
+    if np.iscomplexobj(m):
+        raise MaskError("mask is complex-valued: expected 0/1 numbers")
     try:
         m = m.astype(np.float32)
     except (TypeError, ValueError):

@@ -11,42 +11,18 @@ The annealed sampler uses alpha_i = eps * sigma_i^2 / sigma_ref^2.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    "ScoreFn",
-    "Consistency",
-    "Callback",
-    "LangevinResult",
-    "annealed_langevin",
-    "langevin",
-    "warm_start",
-]
+from ..rng import Generators, RowGenerators
+from .base import Callback, SampleResult, ScoreFn, as_levels, sigma_rows
 
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["ScoreFn", "Consistency", "Callback", "LangevinResult", "annealed_langevin", "langevin"]
+
 Consistency = Callable[[Tensor, float], Tensor]
-Callback = Callable[[int, int, Tensor], None]
-
-
-@dataclass
-class LangevinResult:
-    """Final sample ``x`` (shaped like ``x_init``) and ``nfe``, the number of (batched) score evaluations."""
-
-    x: Tensor
-    nfe: int
-
-
-def _as_levels(sigmas: Tensor | Sequence[float]) -> list[float]:
-    levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().reshape(-1).cpu().tolist()
-    if not levels:
-        raise ValueError("sigmas must hold at least one noise level")
-    if any(not math.isfinite(s) or s <= 0 for s in levels):
-        raise ValueError(f"noise levels must be finite and > 0, got {levels}")
-    return levels
+LangevinResult = SampleResult  # the historical name of the result type
 
 
 def _check_common(x_init: Tensor, n_steps: int) -> None:
@@ -61,7 +37,7 @@ def _check_common(x_init: Tensor, n_steps: int) -> None:
 class _Stepper:
     """Holds the sample buffer and the preallocated noise buffer; applies steps in place."""
 
-    def __init__(self, x_init: Tensor, consistency: Consistency | None, generator: torch.Generator | None) -> None:
+    def __init__(self, x_init: Tensor, consistency: Consistency | None, generator: Generators) -> None:
         self.x = x_init.detach().clone()
         self.noise = torch.empty_like(self.x)
         self.consistency = consistency
@@ -75,19 +51,15 @@ class _Stepper:
             self.x.copy_(out)
 
     def step(self, score: Tensor, alpha: float, sigma: float) -> None:
-        self.noise.normal_(generator=self.generator)
+        if isinstance(self.generator, RowGenerators):
+            self.noise.copy_(self.generator.randn(self.x.shape, dtype=self.x.dtype, device=self.x.device))
+        else:
+            self.noise.normal_(generator=self.generator)
         self.x.add_(score, alpha=0.5 * alpha).add_(self.noise, alpha=math.sqrt(alpha))
         self.constrain(sigma)
 
-    def result(self, nfe: int) -> LangevinResult:
-        # call outside inference mode: the clone is then an ordinary tensor callers may modify in place
-        return LangevinResult(x=self.x.clone(), nfe=nfe)
-
-
-def _sigma_rows(levels: list[float], x: Tensor) -> Tensor:
-    """(L, B) table of per-sample noise levels, built once so the loop only takes row views."""
-    col = torch.tensor(levels, dtype=x.dtype, device=x.device)
-    return col[:, None].repeat(1, x.shape[0])
+    def result(self, nfe: int) -> SampleResult:
+        return SampleResult(x=self.x.clone(), nfe=nfe)
 
 
 def annealed_langevin(
@@ -100,7 +72,7 @@ def annealed_langevin(
     sigma_ref: float | None = None,
     consistency: Consistency | None = None,
     denoise_last: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
 ) -> LangevinResult:
     """Annealed Langevin dynamics (Algorithm 1 of Song & Ermon 2019), batched over the first dim of ``x_init``.
@@ -116,7 +88,8 @@ def annealed_langevin(
         consistency: ``consistency(x, sigma_i) -> x`` applied after every Langevin step (sigma a float),
             and as ``consistency(x, 0.0)`` after the final denoising step.
         denoise_last: finish with the Tweedie step x + sigma_L^2 s(x, sigma_L) (one more evaluation).
-        generator: the only source of randomness (on ``x_init``'s device; ``None`` = torch's default).
+        generator: the only source of randomness (on ``x_init``'s device; ``None`` = torch's default), or
+            per-row generators (:class:`medscore.rng.RowGenerators`).
         callback: ``callback(level_index, num_levels, x)`` after each level; ``x`` is the live buffer
             (clone it to keep it).
 
@@ -124,16 +97,16 @@ def annealed_langevin(
         :class:`LangevinResult` with the sample and the number of score evaluations.
     """
     _check_common(x_init, n_steps_each)
-    levels = _as_levels(sigmas)
+    levels = as_levels(sigmas)
     ref = levels[-1] if sigma_ref is None else float(sigma_ref)
     if not (eps > 0 and ref > 0):
         raise ValueError(f"need eps > 0 and sigma_ref > 0, got {eps}, {ref}")
     alphas = [eps * (s / ref) ** 2 for s in levels]
     num_levels = len(levels)
     nfe = 0
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: guidance may re-enable autograd
         stepper = _Stepper(x_init, consistency, generator)
-        sig_rows = _sigma_rows(levels, stepper.x)
+        sig_rows = sigma_rows(levels, stepper.x)
         for i in range(num_levels):
             sig = sig_rows[i]
             for _ in range(n_steps_each):
@@ -156,7 +129,7 @@ def langevin(
     n_steps: int,
     step_size: float,
     consistency: Consistency | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
 ) -> LangevinResult:
     """Plain Langevin dynamics at one noise level: ``n_steps`` steps of size alpha = ``step_size``.
@@ -169,19 +142,11 @@ def langevin(
     if not (sigma >= 0 and step_size > 0):
         raise ValueError(f"need sigma >= 0 and step_size > 0, got {sigma}, {step_size}")
     sigma = float(sigma)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: guidance may re-enable autograd
         stepper = _Stepper(x_init, consistency, generator)
-        sig = _sigma_rows([sigma], stepper.x)[0]
+        sig = sigma_rows([sigma], stepper.x)[0]
         for t in range(n_steps):
             stepper.step(score_fn(stepper.x, sig), step_size, sigma)
             if callback is not None:
                 callback(t, n_steps, stepper.x)
     return stepper.result(n_steps)
-
-
-def warm_start(x0: Tensor, sigma_start: float, generator: torch.Generator | None = None) -> Tensor:
-    """``x0 + sigma_start * z``: start annealing at ``sigma_start`` from an estimate ``x0`` (e.g. zero-filled MRI)."""
-    if sigma_start < 0:
-        raise ValueError(f"sigma_start must be >= 0, got {sigma_start}")
-    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    return x0 + sigma_start * z

@@ -9,9 +9,12 @@ from .dictionary import (
     RobustScaleIntensityD,
     RobustScaleIntensityDict,
 )
+from .inference import inference_transforms
+from .kspace import KspaceUndersample, KspaceUndersampled, KspaceUndersampleD, KspaceUndersampleDict
 
 __all__ = [
     "RobustScaleIntensity", "unscale_intensity", "RandTissueContrast", "extract_slices",
     "RobustScaleIntensityd", "RobustScaleIntensityD", "RobustScaleIntensityDict",
     "RandTissueContrastd", "RandTissueContrastD", "RandTissueContrastDict",
+    "KspaceUndersample", "KspaceUndersampled", "KspaceUndersampleD", "KspaceUndersampleDict", "inference_transforms",
 ]

@@ -1,7 +1,9 @@
 """Array transforms medscore adds to MONAI's: invertible robust scaling and tissue-contrast randomisation.
 
 MONAI's ``ScaleIntensityRangePercentiles`` does not remember the scale it applied, and outputs must
-be mapped back to the scanner's units, so :class:`RobustScaleIntensity` records ``(lo, hi)``.
+be mapped back to the scanner's units, so :class:`RobustScaleIntensity` records ``(lo, hi)``: in
+``last_scale`` and, for tensors, on the ``MetaTensor``'s ``applied_operations`` (MONAI's invertible
+transform protocol), so ``Compose([...]).inverse`` restores scanner units.
 """
 
 from __future__ import annotations
@@ -9,16 +11,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
-from monai.transforms import RandomizableTransform, Transform
+from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
+from monai.transforms import InvertibleTransform, RandomizableTransform
+from monai.utils import TraceKeys, TransformBackends, convert_to_tensor
 
 __all__ = ["RobustScaleIntensity", "unscale_intensity", "RandTissueContrast", "extract_slices"]
 
 
-class RobustScaleIntensity(Transform):
+class RobustScaleIntensity(InvertibleTransform):
     """Map intensities so the ``lower`` percentile goes to 0 and the ``upper`` one to 1 (no clipping).
 
     After a call, ``self.last_scale`` holds ``(lo, hi)`` so :func:`unscale_intensity` can undo it.
+    NumPy arrays stay NumPy arrays (no metadata to carry the scale); tensors come back as
+    ``MetaTensor`` with the scale pushed on ``applied_operations``, and :meth:`inverse` pops it.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, lower: float = 0.0, upper: float = 99.5) -> None:
         if not 0.0 <= lower < upper <= 100.0:
@@ -27,10 +36,12 @@ class RobustScaleIntensity(Transform):
         self.last_scale: tuple[float, float] = (0.0, 1.0)
 
     def scale_of(self, img: NdarrayOrTensor) -> tuple[float, float]:
+        """``(lo, hi)``: the two percentiles of the finite values (``hi`` = max if they coincide)."""
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         arr = arr[np.isfinite(arr)]
         if arr.size == 0:
             raise ValueError("image has no finite values")
+        # np.percentile, not MONAI's percentile helper: the recorded scale must not depend on the backend
         lo, hi = (float(v) for v in np.percentile(arr, [self.lower, self.upper]))
         if hi - lo <= 1e-12 * max(1.0, abs(hi)):
             hi = float(arr.max())
@@ -41,7 +52,19 @@ class RobustScaleIntensity(Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         lo, hi = self.scale_of(img)
         self.last_scale = (lo, hi)
-        return (img - lo) / (hi - lo)
+        if not isinstance(img, torch.Tensor):
+            return (img - lo) / (hi - lo)
+        out = convert_to_tensor((img - lo) / (hi - lo), track_meta=get_track_meta())
+        if isinstance(out, MetaTensor):
+            self.push_transform(out, extra_info={"lo": lo, "hi": hi})
+        return out
+
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        """Scanner units again, with the ``(lo, hi)`` this transform recorded on ``data``."""
+        if not isinstance(data, MetaTensor):
+            raise ValueError("RobustScaleIntensity.inverse needs the MetaTensor it returned (use unscale_intensity for arrays)")
+        info = self.pop_transform(data)[TraceKeys.EXTRA_INFO]
+        return unscale_intensity(data, (info["lo"], info["hi"]))
 
 
 def unscale_intensity(img: NdarrayOrTensor, scale: tuple[float, float]) -> NdarrayOrTensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 
 from .array import RandTissueContrast, RobustScaleIntensity
 
@@ -15,8 +15,14 @@ __all__ = [
 ]
 
 
-class RobustScaleIntensityd(MapTransform):
-    """Scale each key with :class:`RobustScaleIntensity`; the scale goes to ``d[f"{key}_scale"]``."""
+class RobustScaleIntensityd(MapTransform, InvertibleTransform):
+    """Scale each key with :class:`RobustScaleIntensity`; the scale goes to ``d[f"{key}_scale"]``.
+
+    Invertible: for tensors the scale also travels on the ``MetaTensor``, and :meth:`inverse` maps
+    each key back to scanner units, so ``Compose([...]).inverse(d)`` and ``Invertd`` work.
+    """
+
+    backend = RobustScaleIntensity.backend
 
     def __init__(self, keys: KeysCollection, lower: float = 0.0, upper: float = 99.5, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
@@ -27,6 +33,13 @@ class RobustScaleIntensityd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.scaler(d[key])
             d[f"{key}_scale"] = self.scaler.last_scale
+        return d
+
+    def inverse(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        """Each key back in scanner units (the scale is popped from its MetaTensor)."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler.inverse(d[key])
         return d
 
 

@@ -1,0 +1,160 @@
+"""Export a score prior as a MONAI bundle that ``python -m monai.bundle run`` executes on NIfTI files.
+
+Layout: ``configs/metadata.json``, ``configs/inference.json``, ``models/model.safetensors`` and
+``models/model.json`` (so ``--model DIR/models`` works with medscore too) and ``docs/README.md``.
+The network is built from the config (``medscore.bundle.build_network`` from the model description)
+and its safetensors weights are loaded by ``medscore.bundle.load_weights``; preprocessing is
+``medscore.transforms.inference_transforms``, the inferer ``medscore.inferer.ScoreInferer`` and the
+postprocessing MONAI's ``Invertd`` + ``SaveImaged``. MONAI's ``SupervisedEvaluator`` needs
+pytorch-ignite, which medscore does not depend on, so :func:`run_inference` is the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from monai.data import MetaTensor
+
+from . import __version__
+from .checkpoint import load_model
+from .config import ModelConfig, config_from_dict
+from .errors import InputError
+from .fileio import atomic_path
+from .models import load_prior
+from .nets import build_model
+
+__all__ = ["export_bundle", "build_network", "load_weights", "run_inference", "inference_config", "metadata"]
+
+
+def build_network(model: dict[str, Any], sigmas: Sequence[float]) -> torch.nn.Module:
+    """The score network a medscore model description (``model.json``'s ``model`` and ``sigmas``) names."""
+    return build_model(config_from_dict(ModelConfig, model), torch.tensor(list(sigmas), dtype=torch.float32))
+
+
+def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load safetensors weights into ``network`` (strict) and return it in eval mode."""
+    from safetensors.torch import load_file
+
+    network.load_state_dict(load_file(str(path)), strict=True)
+    return network.eval()
+
+
+def run_inference(dataset, network: torch.nn.Module, inferer, postprocessing, device: str | torch.device = "cpu",
+                  key: str = "image", pred_key: str = "pred") -> int:
+    """Each item of ``dataset``: ``inferer(image, network)`` -> ``d[pred_key]`` -> ``postprocessing(d)``."""
+    network = network.to(device).eval()
+    for i in range(len(dataset)):
+        d = dict(dataset[i])
+        img = d[key]
+        pred = inferer(img[None].to(device), network)[0].cpu()
+        d[pred_key] = MetaTensor(pred, meta=dict(img.meta)) if isinstance(img, MetaTensor) else pred
+        postprocessing(d)
+    return len(dataset)
+
+
+def inference_config(info: dict[str, Any], task: str = "mri", orientation: str | None = "RAS") -> dict[str, Any]:
+    """The ``inference.json`` of a bundle for the model described by ``info`` (its ``model.json``)."""
+    lo, hi = info["intensity"]["percentiles"]
+    return {
+        "imports": ["$import glob", "$import os", "$import torch", "$import medscore.bundle as medscore_bundle"],
+        "bundle_root": ".", "dataset_dir": "$@bundle_root + '/data'", "output_dir": "$@bundle_root + '/eval'",
+        "output_postfix": "medscore", "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "task": task, "mask_file": None, "mask_pattern": "random", "accel": 4.0, "center": 0.08, "mask_seed": 0,
+        "noise_std": None, "method": "tweedie", "preset": "default", "num_levels": None, "samples": None, "seed": 0,
+        "batch_size": 4, "spatial_axis": 2,
+        "network_def": {"_target_": "medscore.bundle.build_network", "model": info["model"], "sigmas": info["sigmas"]},
+        "network": "$medscore_bundle.load_weights(@network_def, @bundle_root + '/models/model.safetensors').to(@device)",
+        "preprocessing": {"_target_": "medscore.transforms.inference_transforms", "percentiles": [lo, hi],
+                          "orientation": orientation},
+        "dataset_data": "$[{'image': f} for f in sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))]",
+        "dataset": {"_target_": "Dataset", "data": "@dataset_data", "transform": "@preprocessing"},
+        "sampler_options": {"_target_": "medscore.solvers.SamplerOptions", "preset": "@preset",
+                            "num_levels": "@num_levels", "samples": "@samples", "seed": "@seed"},
+        "inferer": {"_target_": "medscore.inferer.ScoreInferer", "task": "@task", "mask": "@mask_file",
+                    "opts": "@sampler_options", "noise_std": "@noise_std", "method": "@method",
+                    "batch_size": "@batch_size", "spatial_axis": "@spatial_axis", "mask_pattern": "@mask_pattern",
+                    "accel": "@accel", "center": "@center", "mask_seed": "@mask_seed"},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+             "nearest_interp": False},
+            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "@output_postfix",
+             "separate_folder": False, "resample": False, "output_dtype": "$torch.float32", "print_log": False},
+        ]},
+        "run": ["$medscore_bundle.run_inference(@dataset, @network, @inferer, @postprocessing, @device)"],
+    }
+
+
+def metadata(info: dict[str, Any], task: str) -> dict[str, Any]:
+    """``metadata.json``: versions, task and the network's input/output format."""
+    import monai
+    import numpy
+
+    io = {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1, "spatial_shape": ["*", "*"],
+          "dtype": "float32", "value_range": [0, 1], "is_patch_data": False, "channel_def": {"0": "image"}}
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
+        "version": "0.1.0", "changelog": {"0.1.0": f"exported by medscore {__version__}"},
+        "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": numpy.__version__, "required_packages_version": {"medscore": __version__},
+        "name": "medscore score prior", "task": f"score-based posterior sampling ({task})",
+        "description": "NCSN score prior with annealed Langevin posterior sampling for MRI, inpainting and denoising.",
+        "authors": "medscore", "copyright": "see the medscore licence and the model card",
+        "intended_use": "research only, not for clinical use", "image_classes": "single-channel MR slices on [0, 1]",
+        "network_data_format": {"inputs": {"image": io}, "outputs": {"pred": {**io, "value_range": ["*", "*"]}}},
+    }
+
+
+README = """# medscore score prior (MONAI bundle)
+
+Exported by medscore {version} from `{source}`. Research use only, not for clinical use.
+
+Run the posterior sampler on every NIfTI file in a folder (outputs `<name>_medscore.nii.gz`, voxel-aligned
+with the input, in the scanner's units):
+
+    python -m monai.bundle run --config_file configs/inference.json --bundle_root . \\
+        --dataset_dir /path/to/scans --output_dir /path/to/out
+
+Overridable ids (`--id value`): `task` (mri | inpaint | denoise), `mask_file` (a 0/1 .npy: the k-space
+mask for mri, known pixels for inpaint; default for mri: a `mask_pattern` mask at `accel` x), `noise_std`
+(denoise, [0, 1] scale), `preset` (fast | default | best), `num_levels`, `samples`, `seed`, `batch_size`
+(int or "auto"), `spatial_axis`, `device`. Scans are reoriented to `{orientation}` before slicing (the
+model was trained on RAS axial slices) and mapped back by `Invertd`; for a RAS scan the result equals
+`medscore reconstruct SCAN --mask MASK` with the same options.
+
+Files: `models/model.safetensors` (weights) and `models/model.json` (medscore's model description: also
+usable as `medscore reconstruct --model models`), `configs/inference.json`, `configs/metadata.json`.
+"""
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri", orientation: str | None = "RAS") -> Path:
+    """Write a MONAI bundle for ``model`` (default: the bundled prior) into the new or empty ``directory``."""
+    from .inferer import TASKS
+    from .pipeline.outputs import check_writable
+
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    root = Path(directory)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InputError(f"{root} exists and is not an empty folder: choose a new bundle folder")
+    prior = load_prior(model, "cpu")
+    weights, info_path = prior.path, prior.path.parent / "model.json"
+    load_model(weights)  # the copy must be loadable on its own: weights and description agree
+    info = json.loads(info_path.read_text())
+    check_writable(root / "models")
+    for name, src in (("model.safetensors", weights), ("model.json", info_path)):
+        with atomic_path(root / "models" / name) as tmp:
+            shutil.copyfile(src, tmp)
+    _write_text(root / "configs" / "inference.json", json.dumps(inference_config(info, task, orientation), indent=2))
+    _write_text(root / "configs" / "metadata.json", json.dumps(metadata(info, task), indent=2))
+    source = "the bundled prior" if model is None else str(weights)
+    _write_text(root / "docs" / "README.md", README.format(version=__version__, source=source, orientation=orientation))
+    return root

@@ -1,0 +1,102 @@
+"""Output naming and writing, in one place: ``OUT``, ``OUT_<name>.nii.gz`` and ``OUT_panel.png``.
+
+Every file a run may write is known before any compute: the folder is checked writable and no
+output may overwrite an input. Results are checked finite before the first file is written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError, MedscoreError
+from ..fileio import check_not_input
+from ..scanio import Scan, output_paths, save_like
+from ..viz import save_panel
+
+__all__ = ["DERIVED", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs", "Panel"]
+
+DERIVED = ("zerofilled", "masked", "noisy", "std")
+"""Names of the NIfTI files written beside ``OUT`` (as ``OUT_<name>.nii.gz``) by some task."""
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The paths of one run: ``output`` (``OUT``), derived NIfTIs and the PNG panel."""
+
+    output: Path
+
+    @property
+    def stem(self) -> str:
+        name = self.output.name
+        return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else self.output.stem
+
+    def path(self, name: str) -> Path:
+        """``output`` -> OUT, ``panel`` -> OUT_panel.png, any other name -> OUT_<name>.nii.gz."""
+        if name == "output":
+            return self.output
+        if name == "panel":
+            return self.output.with_name(f"{self.stem}_panel.png")
+        return self.output.with_name(f"{self.stem}_{name}.nii.gz")
+
+    def all_paths(self) -> dict[str, Path]:
+        """Every file a run may write, by name."""
+        return {name: self.path(name) for name in ("output", *DERIVED, "panel")}
+
+
+def default_output(input_path: str | Path, out: str | Path | None, suffix: str) -> Path:
+    """``out`` if given, else ``<input stem>_<suffix>.nii.gz`` next to the input."""
+    p = Path(input_path)
+    if out is None and p.suffix.lower() == ".h5":
+        return p.with_name(f"{p.stem}_{suffix}.nii.gz")
+    return output_paths(p, out, suffix)
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and a temporary file in it, then remove it; InputError if that fails."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".medscore-check-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise InputError(f"cannot write to the output folder {folder}: {reason}; nothing was computed") from None
+
+
+def plan_outputs(out: str | Path, *inputs: str | Path | np.ndarray | None) -> OutputPlan:
+    """Pre-flight: ``out`` is NIfTI, none of the run's files overwrites an input, the folder is writable."""
+    out = Path(out)
+    if not out.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"output must be a .nii or .nii.gz file, got {out.name}")
+    plan = OutputPlan(out)
+    files = [p for p in inputs if isinstance(p, (str, Path))]
+    for p in plan.all_paths().values():
+        check_not_input(p, *files)
+    check_writable(out.parent)
+    return plan
+
+
+@dataclass
+class Panel:
+    """A PNG of 2D images side by side, with titles and display windows (None: (0, 1) each)."""
+
+    images: Sequence[np.ndarray]
+    titles: Sequence[str]
+    windows: Sequence[tuple[float, float]] | None = None
+
+
+def write_outputs(scan: Scan, plan: OutputPlan, volumes: dict[str, np.ndarray], panel: Panel) -> dict[str, Path]:
+    """Write each volume (scan-shaped, output units) as ``plan.path(name)`` with the scan's geometry,
+    then the panel; every file atomically. NaN/inf anywhere is refused before the first file."""
+    for name, vol in volumes.items():
+        if not np.isfinite(vol).all():
+            raise MedscoreError(f"the {name} volume holds NaN/inf values after unscaling; nothing was written")
+    written = {name: save_like(scan, vol, plan.path(name)) for name, vol in volumes.items()}
+    written["panel"] = save_panel(panel.images, panel.titles, plan.path("panel"), panel.windows)
+    return written

@@ -1,0 +1,254 @@
+"""Argument checks run before any model is loaded, anything computed or any file written.
+
+Each check raises a :class:`~medscore.errors.MedscoreError` subclass whose one-line message names the
+argument (``name`` is what the caller calls it: ``"--batch-size"`` on the CLI, ``"batch_size"`` in the
+API). The limits are documented in ``docs/errors-and-limits.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .fileio import check_out_dir, ensure_writable
+
+__all__ = [
+    "MIN_SLICE", "MAX_MASK_SIZE", "MAX_PARAMETERS", "MAX_LEVELS", "check_int", "check_positive", "check_fraction",
+    "check_choice", "check_batch_size", "check_samples", "check_sampler_overrides", "check_solver_options",
+    "check_model_arg", "check_image_array",
+    "check_slice_shape", "check_mask_or_missing", "ensure_writable", "check_out_dir", "check_meta",
+]
+
+MIN_SLICE = 8  # smallest slice side the networks, plots and SSIM handle
+MAX_MASK_SIZE = 4096  # default largest mask side (`medscore mask --max-size` / ``make_mask(max_size=)``)
+MAX_PARAMETERS = 200_000_000  # largest score network a model.json may describe
+MAX_LEVELS = 10_000  # most noise levels a model.json may list
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` is an integer (not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise InputError(f"{name} must be >= {minimum}{upper}, got {value}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """``value`` is a finite real number > 0 (>= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value}")
+    return v
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` is a finite number strictly between 0 and 1."""
+    v = check_positive(name, value)
+    if not v < 1:
+        raise InputError(f"{name} must be in (0, 1), got {value}")
+    return v
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """``value`` is one of ``choices``."""
+    options = list(choices)
+    if value not in options:
+        raise InputError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+    return str(value)
+
+
+def check_batch_size(name: str, value: Any) -> int | str:
+    """A batch size: an integer >= 1 or ``"auto"``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise InputError(f"{name} must be >= 1 or 'auto', got {value!r}")
+    return int(value)
+
+
+def check_samples(name: str, value: Any) -> int | None:
+    """Posterior samples: ``None`` (the preset's) or an integer >= 1."""
+    return None if value is None else check_int(name, value, 1)
+
+
+_AT_LEAST_ONE = ("num_levels", "n_steps_each")
+_AT_LEAST_ZERO = ("n_corrector", "seed")
+_POSITIVE = ("eps", "multiplier", "sigma_start", "snr")
+
+
+def check_sampler_overrides(prefix: str = "", **overrides: Any) -> None:
+    """Numeric sampler settings given by the caller (``None`` = unset); ``prefix`` + key names the argument."""
+    for key, value in overrides.items():
+        name = f"{prefix}{key}"
+        if value is None:
+            continue
+        if key in _AT_LEAST_ONE:
+            check_int(name, value, 1)
+        elif key in _AT_LEAST_ZERO:
+            check_int(name, value, 0)
+        elif key in _POSITIVE:
+            check_positive(name, value)
+        elif key == "eta":
+            check_positive(name, value, allow_zero=True)
+        elif key == "samples":
+            check_samples(name, value)
+
+
+def check_solver_options(preset: str, samples: Any, seed: Any, overrides: dict[str, Any]) -> None:
+    """The API's sampler arguments: numbers in range, known option names, a known preset."""
+    from .solvers import SamplerOptions
+
+    check_sampler_overrides(samples=samples, seed=seed, **overrides)
+    try:
+        opts = SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
+    except TypeError:
+        own = ("preset", "samples", "seed")
+        known = sorted(f.name for f in dataclasses.fields(SamplerOptions) if f.name not in own)
+        unknown = sorted(set(overrides) - set(known))
+        raise InputError(f"unknown sampler option(s) {unknown}: choose from {', '.join(known)}") from None
+    try:
+        opts.resolve()
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"preset/sampler options: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
+def check_model_arg(name: str, model: Any) -> None:
+    """``None`` (the bundled prior), a path to a model, or an already loaded model."""
+    from pathlib import Path
+
+    from .checkpoint import LoadedModel
+
+    if model is not None and not isinstance(model, (str, Path, LoadedModel)):
+        raise InputError(f"{name} must be None (the bundled prior), a model folder/file path or a LoadedModel, "
+                         f"got {type(model).__name__}")
+
+
+def check_slice_shape(name: str, shape: Sequence[int], axis: int | None = 2) -> tuple[int, int]:
+    """The 2D slices of an array of ``shape`` (cut along ``axis`` when 3D) are at least ``MIN_SLICE`` a side."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 3:
+        if axis not in (0, 1, 2, -1):
+            raise InputError(f"--axis must be 0, 1 or 2, got {axis}")
+        sl = tuple(n for i, n in enumerate(shape) if i != axis % 3)
+    elif len(shape) == 2:
+        sl = shape
+    else:
+        raise InputError(f"{name} must be 2D or 3D, got shape {shape}")
+    if min(sl) < MIN_SLICE:
+        raise InputError(f"{name}: slices of {sl[0]} x {sl[1]} pixels are too small (need at least "
+                         f"{MIN_SLICE} x {MIN_SLICE}); check the shape {shape} and the slice axis")
+    return sl  # type: ignore[return-value]
+
+
+def check_image_array(name: str, x: Any, *, allow_complex: bool = False, stack: bool = True) -> None:
+    """An image (H, W) or, with ``stack``, a stack (B, H, W): numeric, finite, real unless
+    ``allow_complex``, each image at least ``MIN_SLICE`` a side. Accepts numpy arrays and tensors."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype in (torch.bfloat16, torch.float16) else x).numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception:  # ragged lists and the like
+        raise InputError(f"{name} must be a numeric array, got {type(x).__name__}") from None
+    if np.iscomplexobj(arr) and not allow_complex:
+        raise InputError(f"{name} is complex-valued: pass a real image (e.g. its magnitude)")
+    if arr.dtype.kind not in "biufc":
+        raise InputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    ranks = "(H, W) or (B, H, W)" if stack else "(H, W)"
+    if arr.ndim not in ((2, 3) if stack else (2,)):
+        raise InputError(f"{name} must be an image {ranks}, got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[0] < 1:
+        raise InputError(f"{name} is an empty stack, shape {arr.shape}")
+    check_slice_shape(name, arr.shape[-2:])
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+
+
+def check_mask_or_missing(mask: Any, missing: Any, *, mask_name: str = "--mask",
+                          missing_name: str = "--missing") -> None:
+    """Inpainting takes a mask or a random missing fraction: exactly one of the two."""
+    if mask is not None and missing is not None:
+        raise InputError(f"{mask_name} and {missing_name} exclude each other: give one of them")
+    if mask is None and missing is None:
+        raise InputError(f"inpainting needs {mask_name} HOLES.npy or {missing_name} FRACTION in (0, 1)")
+    if missing is not None:
+        check_fraction(missing_name, missing)
+
+
+def _meta_field(meta: dict[str, Any], key: str, where: str) -> Any:
+    from .errors import CheckpointError
+
+    if key not in meta:
+        raise CheckpointError(f"{where}: the model description lacks '{key}'")
+    return meta[key]
+
+
+def _check_levels(sigmas: Any, where: str) -> list[float]:
+    from .errors import CheckpointError
+
+    ok = isinstance(sigmas, list) and 1 <= len(sigmas) <= MAX_LEVELS and all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) for s in sigmas)
+    if not ok:
+        raise CheckpointError(f"{where}: 'sigmas' must be a list of 1 to {MAX_LEVELS} numbers")
+    arr = np.asarray(sigmas, dtype=np.float64)
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise CheckpointError(f"{where}: 'sigmas' must be finite and > 0 (found NaN, inf or <= 0)")
+    return [float(s) for s in sigmas]
+
+
+def _check_intensity(intensity: Any, where: str) -> None:
+    from .errors import CheckpointError
+
+    pct = intensity.get("percentiles") if isinstance(intensity, dict) else None
+    if not isinstance(pct, list) or len(pct) != 2 or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
+                                                             for p in pct):
+        raise CheckpointError(f"{where}: 'intensity' must hold 'percentiles': [lower, upper]")
+    lo, hi = (float(p) for p in pct)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 100.0):
+        raise CheckpointError(f"{where}: intensity percentiles must satisfy 0 <= lower < upper <= 100, got {pct}")
+    if intensity.get("rule", "percentile") != "percentile":
+        raise CheckpointError(f"{where}: unknown intensity rule {intensity.get('rule')!r} (expected 'percentile')")
+
+
+def check_meta(meta: dict[str, Any], where: str | Any) -> tuple[Any, list[float]]:
+    """Check a ``model.json`` before any network is built: ``(ModelConfig, sigmas)`` or CheckpointError.
+
+    The parameter count is estimated from the config and refused above ``MAX_PARAMETERS``.
+    """
+    from .models import estimate_parameters
+    from .config import ModelConfig, config_from_dict
+    from .errors import CheckpointError, ConfigError
+
+    where = str(where)
+    try:
+        cfg = config_from_dict(ModelConfig, _meta_field(meta, "model", where), where=f"{where}: model")
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(str(exc).splitlines()[0] if str(exc) else f"{where}: bad 'model'") from None
+    if not 1 <= cfg.in_channels <= 64 or cfg.ngf < 4:
+        raise CheckpointError(f"{where}: model needs 1 <= in_channels <= 64 and ngf >= 4, got "
+                              f"{cfg.in_channels}, {cfg.ngf}")
+    sigmas = _check_levels(_meta_field(meta, "sigmas", where), where)
+    size = _meta_field(meta, "image_size", where)
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SLICE:
+        raise CheckpointError(f"{where}: 'image_size' must be an integer >= {MIN_SLICE}, got {size!r}")
+    _check_intensity(_meta_field(meta, "intensity", where), where)
+    n = estimate_parameters(cfg, len(sigmas))
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"{where}: the model would have {n / 1e6:.0f} M parameters, above the "
+                              f"{MAX_PARAMETERS // 1_000_000} M limit (ngf={cfg.ngf}); refusing to build it")
+    return cfg, sigmas

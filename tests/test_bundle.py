@@ -1,0 +1,119 @@
+"""The MONAI bundle export and ``ScoreInferer``: a bundle run by ``monai.bundle`` matches ``reconstruct_file``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from _synth import QUIET_MONAI, phantom, write_nifti
+from medscore.bundle import build_network, export_bundle, load_weights
+from medscore.checkpoint import load_model, save_model
+from medscore.cli.main import app
+from medscore.config import ModelConfig, TrainConfig
+from medscore.errors import InputError
+from medscore.inferer import ScoreInferer
+from medscore.nets import build_model
+from medscore.noise import geometric_sigmas
+from medscore.physics import SingleCoilMRI
+from medscore.pipeline.job import batch_options
+from medscore.reconstruct import reconstruct_file
+from medscore.solvers import SamplerOptions, reconstruct_mri
+
+pytestmark = QUIET_MONAI
+SHAPE = (16, 20, 3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bundle")
+    ramp = np.linspace(10.0, 30.0, SHAPE[0], dtype=np.float32)[:, None, None]
+    scan = write_nifti(root / "scans" / "head.nii.gz", 100.0 * phantom(SHAPE, seed=3) + ramp,
+                       np.diag([1.2, 1.5, 3.0, 1.0]))  # RAS: reorientation is the identity
+    cfg = TrainConfig(model=ModelConfig(ngf=8))
+    torch.manual_seed(0)
+    net = build_model(cfg.model, geometric_sigmas(1.0, 0.01, 6))
+    save_model(root / "tiny", net, net, cfg, step=0)
+    mask = np.zeros(SHAPE[1], dtype=np.float32)
+    mask[::3] = 1.0
+    mask[8:12] = 1.0
+    np.save(root / "lines.npy", mask)
+    bundle = export_bundle(root / "bundle", root / "tiny")
+    return {"root": root, "scan": scan, "model": root / "tiny", "mask": root / "lines.npy", "bundle": bundle}
+
+
+def test_bundle_layout_and_network_from_config(data):
+    b = data["bundle"]
+    for rel in ("configs/metadata.json", "configs/inference.json", "models/model.safetensors", "models/model.json",
+                "docs/README.md"):
+        assert (b / rel).is_file(), rel
+    cfg = json.loads((b / "configs" / "inference.json").read_text())
+    assert cfg["network_def"]["_target_"] == "medscore.bundle.build_network"
+    net = load_weights(build_network(cfg["network_def"]["model"], cfg["network_def"]["sigmas"]),
+                       b / "models" / "model.safetensors")
+    ref = load_model(data["model"]).model
+    x = torch.rand(2, 1, 16, 20)
+    s = torch.tensor([0.5, 0.05])
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x, s), ref(x, s), rtol=0, atol=0)
+    meta = json.loads((b / "configs" / "metadata.json").read_text())
+    assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
+
+
+def _bundle_command(data, out: Path) -> list[str]:
+    args = ["--config_file", str(data["bundle"] / "configs" / "inference.json"), "--bundle_root", str(data["bundle"]),
+            "--dataset_dir", str(data["scan"].parent), "--output_dir", str(out), "--mask_file", str(data["mask"]),
+            "--preset", "fast", "--num_levels", "3", "--seed", "4", "--batch_size", "2", "--device", "cpu"]
+    if importlib.util.find_spec("fire") is not None:  # `python -m monai.bundle` parses its arguments with fire
+        return [sys.executable, "-m", "monai.bundle", "run", *args]
+    kwargs = dict(zip((a[2:] for a in args[::2]), args[1::2]))
+    code = ("from monai.bundle import run; import sys, json; kw = json.loads(sys.argv[1]); "
+            "kw.update(num_levels=int(kw['num_levels']), seed=int(kw['seed']), batch_size=int(kw['batch_size'])); run(**kw)")
+    return [sys.executable, "-c", code, json.dumps(kwargs)]
+
+
+def test_monai_bundle_run_matches_reconstruct_file(data, tmp_path):
+    proc = subprocess.run(_bundle_command(data, tmp_path / "eval"), capture_output=True, text=True, timeout=300,
+                          env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = tmp_path / "eval" / "head_medscore.nii.gz"
+    assert written.is_file(), proc.stderr[-2000:]
+    ref = reconstruct_file(data["scan"], data["mask"], model=data["model"], out=tmp_path / "ref.nii.gz",
+                           opts=SamplerOptions(preset="fast", num_levels=3, seed=4), batch_size=2, device="cpu")
+    a, b = nib.load(str(written)), nib.load(str(ref.outputs["output"]))
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-6)
+    np.testing.assert_allclose(a.get_fdata(), b.get_fdata(), rtol=0, atol=1e-4)
+
+
+def test_export_refuses_a_non_empty_folder_and_the_cli_exports(data, tmp_path):
+    with pytest.raises(InputError, match="not an empty folder"):
+        export_bundle(data["bundle"], data["model"])
+    res = CliRunner().invoke(app, ["export-bundle", str(tmp_path / "b"), "--model", str(data["model"])])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "configs" / "inference.json").is_file()
+
+
+def test_score_inferer_tasks_on_a_batch_of_slices(data):
+    net = load_model(data["model"]).model
+    x = torch.rand(3, 1, 16, 20)
+    mask = np.load(data["mask"])
+    opts = SamplerOptions(preset="fast", num_levels=3, seed=2)
+    got = ScoreInferer("mri", mask, opts, batch_size=3)(x, net)
+    m = torch.from_numpy(np.broadcast_to(mask, (16, 20)).copy())
+    want = reconstruct_mri(net, SingleCoilMRI(m, real_input=True).A(x), m, batch_options(opts, slice(0, 3)), real_image=True)
+    torch.testing.assert_close(got, want.mean, rtol=0, atol=0)  # the pipeline's solver call, seeds included
+    known = torch.ones(16, 20)
+    known[4:8, 5:9] = 0
+    filled = ScoreInferer("inpaint", known, opts)(x, net)
+    torch.testing.assert_close(filled * known, x * known, atol=0.05, rtol=0)  # known pixels kept (up to sigma_L noise)
+    assert ScoreInferer("denoise", noise_std=0.1)(x, net).shape == x.shape
+    with pytest.raises(InputError, match="unknown task"):
+        ScoreInferer("segment")

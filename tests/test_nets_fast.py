@@ -1,0 +1,169 @@
+"""Fused score-network kernels: instance norm++ and max-pool against reference formulas, the bundled
+prior against its output before the rewrite, 3D networks, and ``accelerate``'s clean fallback."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medscore.config import ModelConfig
+from medscore.nets import NCSN, NCSNv2, build_model
+from medscore.nets.accelerate import accelerate, is_compiled, score_inference
+from medscore.nets.functional import instance_norm_plus, max_pool_same
+from medscore.nets.layers import InstanceNormPlus, NormParams
+from medscore.noise import geometric_sigmas
+
+SIGMAS = geometric_sigmas(1.0, 0.01, 6)
+REF = Path(__file__).parent / "data" / "bundled_forward_ref.npz"
+
+
+def _reference_norm(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Instance norm++ written out: IN(x) + alpha * standardised channel means, then gamma, beta."""
+    dims = tuple(range(2, x.ndim))
+    view = (x.shape[0] if gamma.ndim == 2 else 1, x.shape[1]) + (1,) * len(dims)
+    mu = x.mean(dim=dims, keepdim=True)
+    var = ((x - mu) ** 2).mean(dim=dims, keepdim=True)
+    means = mu.flatten(1)
+    mn = (means - means.mean(1, keepdim=True)) / torch.sqrt(means.var(1, unbiased=False, keepdim=True) + 1e-5)
+    h = (x - mu) / torch.sqrt(var + 1e-5) + alpha.reshape(view) * mn.reshape(x.shape[:2] + (1,) * len(dims))
+    return gamma.reshape(view) * h + beta.reshape(view)
+
+
+@pytest.mark.parametrize("spatial", [(9, 11), (5, 6, 7)])
+@pytest.mark.parametrize("cond_dim", [0, 5])
+def test_instance_norm_plus_matches_formula(spatial, cond_dim):
+    torch.manual_seed(0)
+    norm = InstanceNormPlus(6, cond_dim)
+    with torch.no_grad():  # non-trivial affine parameters
+        for p in norm.parameters():
+            p.normal_(0.5, 0.7)
+    x = torch.randn(3, 6, *spatial) * 3 + torch.randn(1, 6, *([1] * len(spatial))) * 4
+    cond = torch.randn(3, cond_dim) if cond_dim else None
+    if cond_dim:
+        g, a, b = norm.embed(cond).chunk(3, dim=1)
+    else:
+        g, a, b = norm.gamma, norm.alpha, norm.beta
+    with torch.no_grad():
+        expect = _reference_norm(x.double(), g.double(), a.double(), b.double()).float()
+        x0 = x.clone()
+        fast = norm(x, cond)  # in-place path
+        assert torch.equal(x, x0)  # the input is never modified
+        if cond_dim:  # the batched embeddings give the same parameters
+            torch.testing.assert_close(norm(x, NormParams([norm], cond)), fast)
+    torch.testing.assert_close(fast, expect, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(norm(x, cond), expect, rtol=1e-5, atol=1e-5)  # autograd path
+
+
+def test_instance_norm_plus_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    g, a, b = (torch.randn(2, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(instance_norm_plus, (x, g, a, b))
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_separable_max_pool_is_exact(kernel):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 13, 17)
+    assert torch.equal(max_pool_same(x, kernel), F.max_pool2d(x, kernel, stride=1, padding=kernel // 2))
+    v = torch.randn(1, 2, 6, 9, 7)
+    assert torch.equal(max_pool_same(v, kernel), F.max_pool3d(v, kernel, stride=1, padding=kernel // 2))
+    x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(max_pool_same(x, kernel), F.max_pool2d(x, kernel, stride=1, padding=kernel // 2))
+    # same gradient too (random data: no ties)
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    (g_fast,) = torch.autograd.grad(max_pool_same(x, kernel).square().sum(), x)
+    (g_ref,) = torch.autograd.grad(F.max_pool2d(x, kernel, 1, kernel // 2).square().sum(), x)
+    torch.testing.assert_close(g_fast, g_ref)
+
+
+def test_bundled_prior_output_unchanged():
+    from medscore.models import load_prior  # loads the safetensors with strict=True: keys unchanged
+
+    ref = np.load(REF)
+    model = load_prior(None).model
+    with torch.no_grad():
+        out = model(torch.from_numpy(ref["x"]), torch.from_numpy(ref["sigma"]))
+    expect = torch.from_numpy(ref["out"])
+    rel = float((out - expect).abs().max() / expect.abs().max())
+    assert rel < 1e-4, rel
+
+
+@pytest.mark.parametrize("arch", ["ncsn", "ncsnv2"])
+def test_3d_network(arch):
+    torch.manual_seed(0)
+    net = NCSN(1, 4, SIGMAS, conditioning="continuous", spatial_dims=3) if arch == "ncsn" else \
+        NCSNv2(1, 4, SIGMAS, spatial_dims=3)
+    assert isinstance(net.begin, torch.nn.Conv3d)
+    for shape in [(1, 1, 16, 16, 16), (2, 1, 10, 9, 7)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            out = net(x, SIGMAS[: shape[0]])
+        assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError):
+        net(torch.rand(1, 1, 16, 16), SIGMAS[:1])
+    with pytest.raises(ValueError):
+        NCSN(1, 4, SIGMAS, spatial_dims=4)
+    x = torch.rand(2, 1, 8, 12, 8)  # channels-last-3d gives the same output
+    expect = score_inference(net, x, SIGMAS[:2])
+    torch.testing.assert_close(score_inference(accelerate(net, compile=False), x, SIGMAS[:2]), expect,
+                               rtol=1e-4, atol=1e-5 * float(expect.abs().max()))
+
+
+def test_build_model_spatial_dims_default_and_state_dict():
+    m2 = build_model(ModelConfig(ngf=4), SIGMAS)
+    assert m2.spatial_dims == 2 and isinstance(m2.begin, torch.nn.Conv2d)
+    m3 = NCSN(1, 4, SIGMAS, conditioning="continuous", scale_by_sigma=True, spatial_dims=3)
+    assert m2.state_dict().keys() == m3.state_dict().keys()  # same names, only kernel shapes differ
+    assert not any(k.startswith("_norms") for k in m2.state_dict())  # the norm list is no submodule
+
+
+def test_training_path_and_deepcopy():
+    torch.manual_seed(0)
+    net = NCSN(1, 4, SIGMAS, conditioning="index")
+    x, sigma = torch.rand(2, 1, 12, 12), SIGMAS[[0, 3]]
+    out = net(x, sigma)  # grad-enabled path: no in-place op may break backward
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, sigma), out.detach())
+        twin = copy.deepcopy(net)  # e.g. the EMA copy: its norm list points at its own modules
+        assert all(a is not b for a, b in zip(twin._norms, net._norms))
+        twin.end_norm.embed.bias.add_(1.0)
+        assert not torch.allclose(twin(x, sigma), net(x, sigma))
+
+
+def test_accelerate_falls_back_cleanly(monkeypatch):
+    torch.manual_seed(0)
+    net = NCSN(1, 4, SIGMAS, conditioning="continuous").eval()
+    x, sigma = torch.rand(2, 1, 12, 12), SIGMAS[[1, 2]]
+    expect = score_inference(net, x, sigma)
+    keys = set(net.state_dict())
+
+    def broken_compiled(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken_compiled)
+    fast = accelerate(net, compile=True, channels_last=True)
+    assert fast is net and set(net.state_dict()) == keys
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        out = score_inference(net, x, sigma)
+    torch.testing.assert_close(out, expect, rtol=1e-4, atol=1e-5)
+    assert not is_compiled(net)
+    with pytest.raises(ValueError):  # input errors still surface as themselves
+        net(x[0], sigma)
+
+    def refuse(fn, **kw):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    other = NCSN(1, 4, SIGMAS, conditioning="continuous").eval()
+    monkeypatch.setattr(torch, "compile", refuse)
+    with pytest.warns(RuntimeWarning, match="unavailable"):
+        assert accelerate(other, compile=True) is other
+    assert accelerate(other) is other and not is_compiled(other)  # "auto" on CPU: no compile
+    assert score_inference(other, x, 0.1).dtype == torch.float32

@@ -1,0 +1,145 @@
+"""The few-step samplers (DDIM on Tweedie estimates, predictor-corrector) against analytic truth.
+
+Same ground truth as ``test_solvers.py``: an exact Gaussian prior N(mu, s^2 I), whose posterior under a
+linear Gaussian measurement is known in closed form, and the seed's two-mode mixture (Song & Ermon 2019,
+Figure 3), whose mode weights 0.2 / 0.8 a correct sampler recovers. Tolerances are in units of the
+Monte-Carlo standard error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_solvers import GaussianPrior, S, H, W, _complex_mean, _denoise_problem, _gen, _k_of, _line_mask, _rms
+
+from medscore import solvers
+from medscore.noise import geometric_sigmas
+from medscore.physics import SingleCoilMRI
+from medscore.physics.mri import complex_to_channels, ifft2c
+from medscore.sampling import PRESETS, DenoisingDiffusion, PredictorCorrector, Preset, build_sampler, preset_table
+from medscore.sampling.toy import mixture_score, mode_weights
+from medscore.solvers import SamplerOptions
+
+NEW = [("ddim", {"eta": 1.0}), ("pc", {"n_corrector": 1, "snr": 0.16})]
+
+
+@pytest.fixture(scope="module")
+def mu() -> torch.Tensor:
+    return 0.3 + 0.4 * torch.rand(H, W, generator=_gen(0))
+
+
+def _opts(sampler: str, settings: dict, **kw) -> SamplerOptions:
+    return SamplerOptions(preset="fast", sampler=sampler, **settings, **kw)
+
+
+@pytest.mark.parametrize("sampler, settings", NEW)
+def test_mri_complex_noiseless_posterior(mu, sampler, settings):
+    """Posterior mean F^H(M y + (1 - M) F mu_c) and std s sqrt(1 - sampled fraction), started far above the
+    prior's spread (sigma_start 2 vs s = 0.2) so the zero-filled start is forgotten."""
+    n = 128
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=_gen(6))
+    y = op.A(x)
+    post = complex_to_channels(ifft2c(mask * y + (1 - mask) * _k_of(_complex_mean(mu))))
+    post_std = S * math.sqrt(1 - float(mask.mean()))
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=50,
+                                  sigma_start=2.0, samples=n), real_image=False)
+    assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
+    assert abs(float(res.std.mean()) / post_std - 1) < 0.15, (float(res.std.mean()), post_std)
+    torch.testing.assert_close(op.A(res.mean), y, atol=1e-5, rtol=0)  # measured k-space is the data
+
+
+@pytest.mark.parametrize("sampler, settings", NEW)
+def test_inpainting_keeps_known_pixels_bit_for_bit(mu, sampler, settings):
+    g = _gen(4)
+    x = mu + S * torch.randn(2, 1, H, W, generator=g)
+    mask = (torch.rand(H, W, generator=g) > 0.5).float()
+    y = x * mask
+    res = solvers.inpaint(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=8, samples=1))
+    known = mask.bool().expand_as(x)
+    assert torch.equal(res.mean[known], y[known])
+    assert res.nfe == build_sampler(sampler, **settings).nfe(8)
+
+
+@pytest.mark.parametrize("sampler, settings", [NEW[0], ("pc", {"n_corrector": 0})])
+def test_denoising_posterior_mean_and_std(mu, sampler, settings):
+    """Started at the noisy image (a sample of the level-sigma marginal), a chain that only follows the reverse
+    process samples the posterior N(post, post_std^2). (Langevin correctors forget the start and need the
+    approximate likelihood term instead: less exact; denoising's default is the one-step Tweedie MMSE.)"""
+    n = 256
+    y, post, post_std = _denoise_problem(mu, 0.1)
+    res = solvers.denoise(GaussianPrior(mu, S), y, 0.1, _opts(sampler, settings, samples=n), method="sampler")
+    assert _rms(res.mean - post) < 2.5 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
+    assert abs(float(res.std.mean()) / post_std - 1) < 0.2, (float(res.std.mean()), post_std)
+
+
+@pytest.mark.parametrize("sampler, settings, bound", [(*NEW[0], 0.35), (*NEW[1], 0.2)])
+def test_noisy_kspace_approaches_the_wiener_estimate(mu, sampler, settings, bound):
+    """Noisy k-space: measured entries should get (s^2 y + sn^2 F mu) / (s^2 + sn^2). DDIM's noise-weighted
+    solve on the Tweedie estimate approximates it less closely than the likelihood-gradient chains."""
+    n, noise_std = 128, 0.1
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    g = _gen(8)
+    x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=g)
+    y = op.A(x) + noise_std * op.A(torch.randn(x.shape, generator=g))
+    k_mu = _k_of(_complex_mean(mu))
+    w = S**2 / (S**2 + noise_std**2)
+    wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, sigma_start=2.0, samples=n),
+                                  real_image=False, noise_std=noise_std)
+    assert _rms(res.mean - wiener) < bound * _rms(op.A_dagger(y) - wiener)
+    meas = (mask.expand(H, W) > 0)[None, None]
+    assert _rms((_k_of(res.mean) - y)[meas]) > 0.3 * noise_std  # noisy data are not projected onto
+
+
+@pytest.mark.parametrize("sampler", [DenoisingDiffusion(eta=1.0), PredictorCorrector(n_corrector=1, snr=0.16)])
+def test_two_mode_mixture_weights(sampler):
+    """The seed's mixture 1/5 N((-5,-5), I) + 4/5 N((5,5), I): weights recovered within +-0.03."""
+    n = 4000
+    sigmas = geometric_sigmas(20.0, 0.01, 50).tolist()
+    x0 = torch.rand(n, 2, generator=_gen(3)) * 16 - 8 + sigmas[0] * torch.randn(n, 2, generator=_gen(4))
+    out = sampler(mixture_score(), x0, sigmas, generator=_gen(5))
+    w = mode_weights(out.x)
+    assert abs(w[0].item() - 0.2) < 0.03 and abs(w[1].item() - 0.8) < 0.03, w
+    assert out.nfe == sampler.nfe(len(sigmas))
+
+
+def test_slice_seeds_make_results_independent_of_batching(mu):
+    mask = _line_mask()
+    x = mu + S * torch.randn(3, 1, H, W, generator=_gen(9))
+    y = SingleCoilMRI(mask, real_input=True).A(x)
+    prior = GaussianPrior(mu, S)
+    for sampler, settings in NEW + [("ald", {"n_steps_each": 2})]:
+        together = solvers.reconstruct_mri(prior, y, mask, _opts(sampler, settings, num_levels=5, samples=2,
+                                                                 slice_seeds=(10, 11, 12))).mean
+        alone = [solvers.reconstruct_mri(prior, y[i:i + 1], mask, _opts(sampler, settings, num_levels=5, samples=2,
+                                                                        slice_seeds=(10 + i,))).mean for i in range(3)]
+        assert torch.equal(together, torch.cat(alone)), sampler
+    with pytest.raises(ValueError, match="slice_seeds"):
+        solvers.reconstruct_mri(prior, y, mask, SamplerOptions(slice_seeds=(1, 2)))
+
+
+def test_registry_and_presets_as_data(mu):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        build_sampler("euler")
+    with pytest.raises(ValueError, match="no setting eta"):
+        build_sampler("ald", eta=0.5)
+    for p in PRESETS.values():
+        assert Preset.from_dict(p.name, p.to_dict()) == p  # the JSON form round-trips
+    # a model's own table (model.json "presets") overrides the built-in one and adds names
+    prior = GaussianPrior(mu, S)
+    prior.presets = {"fast": {"sampler": "ald", "num_levels": 4, "settings": {"n_steps_each": 1}},
+                     "mine": {"sampler": "pc", "num_levels": 3, "settings": {"n_corrector": 0}}}
+    table = solvers.presets_of(prior)
+    assert table["fast"].sampler == "ald" and table["mine"].nfe() == 3 and table["default"] == preset_table()["default"]
+    mask = _line_mask()
+    y = SingleCoilMRI(mask, real_input=True).A(mu[None, None])
+    assert solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="fast")).nfe == 4 + 1
+    assert solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="mine")).nfe == 3
+    # overrides: another sampler starts from that sampler's defaults
+    assert SamplerOptions(preset="ald", sampler="ddim").resolve().settings == {}
+    assert SamplerOptions(preset="fast", eta=0.0).resolve().settings["eta"] == 0.0
