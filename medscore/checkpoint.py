@@ -138,7 +138,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+    _attach_presets(model, meta.get("presets"), meta_path)
     return LoadedModel(model.to(device).eval(), meta, weights)
+
+
+def _attach_presets(model: nn.Module, table: Any, where: Path) -> None:
+    """Tuned sampler presets saved with the weights (``medscore tune``) travel on the module as ``.presets``,
+    where the solvers look for them; a malformed table is refused here, before any compute."""
+    if table is None:
+        return
+    from .sampling import preset_table
+
+    try:
+        preset_table(table)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: invalid presets table: {exc}") from None
+    model.presets = table  # type: ignore[assignment]
 
 
 def _verify_sha256(weights: Path, meta: dict[str, Any], expected: str | None) -> None:

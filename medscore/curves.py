@@ -18,9 +18,9 @@ Point = tuple[int, float, float]  # (NFE per slice, PSNR, SSIM)
 
 # One chain per point; ``num_levels`` sets the cost (ald: 3 steps per level, pc: 1 corrector).
 CURVE_BUDGETS: dict[str, list[SamplerOptions]] = {
-    "ddim": [SamplerOptions(preset="fast", sampler="ddim", num_levels=n, samples=1) for n in (5, 10, 20, 50, 100)],
-    "pc": [SamplerOptions(preset="fast", sampler="pc", num_levels=n, samples=1) for n in (5, 10, 25, 50)],
-    "ald": [SamplerOptions(preset="ald-fast", num_levels=n, samples=1) for n in (7, 16, 33, 66)],
+    "ddim": [SamplerOptions(preset="fast", sampler="ddim", eta=1.0, num_levels=n, samples=1) for n in (10, 20, 50)],
+    "pc": [SamplerOptions(preset="fast", sampler="pc", num_levels=n, samples=1) for n in (10, 25)],
+    "ald": [SamplerOptions(preset="ald-fast", num_levels=n, samples=1) for n in (6, 16, 33)],
 }
 
 

@@ -73,6 +73,14 @@ class SamplerOptions:
     seed: int = 0
     slice_seeds: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        from .validation import check_sampler_overrides  # checks numbers before anything is computed
+
+        check_sampler_overrides(samples=self.samples, num_levels=self.num_levels, n_steps_each=self.n_steps_each,
+                                eps=self.eps, multiplier=self.multiplier, sigma_start=self.sigma_start,
+                                sigma_end=self.sigma_end, snr=self.snr, eta=self.eta, n_corrector=self.n_corrector,
+                                seed=self.seed)
+
     def resolve(self, task: str | None = None, table: dict[str, Preset] | None = None) -> Preset:
         """The preset for ``task`` from ``table`` (default: the built-in presets) with these overrides."""
         table = table if table is not None else preset_table()

@@ -86,7 +86,7 @@ def check_samples(name: str, value: Any) -> int | None:
 
 _AT_LEAST_ONE = ("num_levels", "n_steps_each")
 _AT_LEAST_ZERO = ("n_corrector", "seed")
-_POSITIVE = ("eps", "multiplier", "sigma_start", "snr")
+_POSITIVE = ("eps", "multiplier", "sigma_start", "sigma_end", "snr")
 
 
 def check_sampler_overrides(prefix: str = "", **overrides: Any) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..validation import check_mask_or_missing, check_positive
 from ..physics import SingleCoilMRI
 from ..solvers import SamplerOptions, SolverResult, denoise, inpaint, reconstruct_mri
 from .inputs import load_mask
@@ -46,7 +47,7 @@ def reconstruct_file(scan: str | Path, mask: str | Path | np.ndarray, *, model=N
         zero[sl] = op.zero_filled_magnitude(y)[:, 0].cpu().numpy()  # |F^H M y|, the usual baseline
         return reconstruct_mri(job.prior.model, y, m, batch_options(opts, sl), real_image=True, callback=cb)
 
-    res = job.run(solve, batch_size, progress, chains=opts.n_samples())
+    res = job.run(solve, batch_size, progress, chains=opts.n_samples("mri"))
     report = RunReport("mri", nfe=res.nfe, seconds=res.seconds, slices=len(job.ref))
     job.score(report, {"zero-filled": zero, "medscore": res.mean})
     job.write(report, plan, res, {"zerofilled": zero},
@@ -71,6 +72,7 @@ def inpaint_file(scan: str | Path, mask: str | Path | np.ndarray | None = None, 
                  axis: int = 2, batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
                  series_uid: str | None = None) -> RunReport:
     """Fill pixels where ``mask`` is 0 (1 = known), or a random ``missing`` fraction of pixels per slice."""
+    check_mask_or_missing(mask, missing, mask_name="mask", missing_name="missing")
     job = ScanJob(scan, model, device, axis, series_uid)
     masks = _inpaint_masks(job, mask, missing, mask_seed)
     opts = opts or SamplerOptions()
@@ -80,7 +82,7 @@ def inpaint_file(scan: str | Path, mask: str | Path | np.ndarray | None = None, 
         mk = torch.from_numpy(np.ascontiguousarray(masks[sl])[:, None]).to(job.device)
         return inpaint(job.prior.model, job.batch(sl) * mk, mk, batch_options(opts, sl), callback=cb)
 
-    res = job.run(solve, batch_size, progress, chains=opts.n_samples())
+    res = job.run(solve, batch_size, progress, chains=opts.n_samples("inpaint"))
     masked = job.ref * masks
     report = RunReport("inpaint", nfe=res.nfe, seconds=res.seconds, slices=len(job.ref))
     job.score(report, {"input": masked, "medscore": res.mean})
@@ -116,6 +118,9 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
     """Denoise a scan. ``add_noise`` simulates Gaussian noise of that std (on the [0, 1] scale: a fraction of the
     scan's 99.5th-percentile intensity) and scores against the clean input; otherwise the scan is the noisy
     input, ``noise_std`` is given on the same scale or estimated (scikit-image ``estimate_sigma``)."""
+    for name, value in (("noise_std", noise_std), ("add_noise", add_noise)):
+        if value is not None:
+            check_positive(name, value)
     job = ScanJob(scan, model, device, axis, series_uid)
     opts = opts or SamplerOptions()
     noisy, sigma = _noisy_input(job, noise_std, add_noise, noise_seed)
@@ -125,7 +130,7 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
         y = torch.from_numpy(noisy[sl][:, None]).to(job.device)
         return denoise(job.prior.model, y, sigma, batch_options(opts, sl), method=method, callback=cb)  # type: ignore[arg-type]
 
-    chains = opts.n_samples() if method == "langevin" else 1  # tweedie: one network call per flip, one batch wide
+    chains = opts.n_samples("denoise") if method != "tweedie" else 1  # tweedie: one network call per flip, one batch wide
     res = job.run(solve, batch_size, progress, chains=chains)
     report = RunReport("denoise", nfe=res.nfe, seconds=res.seconds, slices=len(job.ref))
     simulated = add_noise is not None

@@ -17,6 +17,7 @@ from ..scanio import Scan, load_scan
 from ..solvers import SamplerOptions
 from ..train import resolve_device
 from ..transforms import RobustScaleIntensity, unscale_intensity
+from ..validation import check_slice_shape
 from .memory import resolve_batch_size
 from .outputs import OutputPlan, Panel, write_outputs
 from .volume import BatchSolver, Progress, Streamed, slices_of, stream, volume_of
@@ -60,6 +61,7 @@ class ScanJob:
     def __init__(self, scan_path: str | Path, model, device: str, axis: int, series_uid: str | None = None) -> None:
         self.device = resolve_device(device)
         self.scan: Scan = load_scan(scan_path, series_uid)
+        check_slice_shape(Path(scan_path).name, self.scan.data.shape, axis)
         self.prior: LoadedModel = load_prior(model, self.device)
         self.axis = axis
         scaler = RobustScaleIntensity(*self.prior.percentiles)

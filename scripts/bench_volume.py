@@ -1,0 +1,102 @@
+"""Volume-scale speed: one 128x128 slice at a preset, and synthetic 256x256xN slabs through the file pipeline.
+
+    python scripts/bench_volume.py --presets default,fast --slabs 4,8 --json /tmp/volume.json
+
+For each slab size it runs ``medscore.reconstruct.reconstruct_file`` (4x random lines, ``--slab-preset``,
+``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
+resident memory, so time linear in slices and flat peak memory can be read off the table. The slab is the
+embedded T1 resampled to 256x256 in-plane (a realistic image, not noise). Check ``uptime`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _slab(n: int, path: Path) -> Path:
+    """The embedded T1's middle axial slices, bilinearly resized to 256x256, n of them, as NIfTI."""
+    import nibabel as nib
+    import torch.nn.functional as F
+
+    from medscore.embedded import load_embedded
+
+    vol, affine = load_embedded()
+    z0 = vol.shape[-1] // 2 - n // 2
+    t1 = torch.from_numpy(np.moveaxis(vol[0, :, :, z0:z0 + n], -1, 0).copy())[:, None]
+    out = F.interpolate(t1, size=(256, 256), mode="bilinear", align_corners=False)[:, 0].numpy()
+    nib.save(nib.Nifti1Image(np.moveaxis(out, 0, -1).astype(np.float32), affine), str(path))
+    return path
+
+
+def one_slice(preset: str) -> dict:
+    """Seconds for one 128x128 slice (4x random lines) at ``preset``, after a warm-up call."""
+    from medscore.embedded import held_out
+    from medscore.models import load_prior
+    from medscore.physics import SingleCoilMRI, make_mask
+    from medscore.solvers import SamplerOptions, reconstruct_mri
+
+    model = load_prior(None).model
+    ref = torch.from_numpy(held_out("test")[5:6, 11:139, 29:157].copy())[:, None]
+    mask = torch.from_numpy(make_mask("random", (128, 128), 4, 0.08, seed=0))
+    y = SingleCoilMRI(mask).A(ref)
+    reconstruct_mri(model, y, mask, SamplerOptions(preset="fast", num_levels=2))  # warm-up
+    t0 = time.perf_counter()
+    res = reconstruct_mri(model, y, mask, SamplerOptions(preset=preset))
+    return {"preset": preset, "seconds": time.perf_counter() - t0, "nfe": res.nfe * res.samples}
+
+
+def slab(n: int, preset: str) -> dict:
+    """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
+    from medscore.reconstruct import reconstruct_file
+    from medscore.solvers import SamplerOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scan = _slab(n, Path(tmp) / "slab.nii.gz")
+        mask = np.zeros(256, dtype=np.float32)
+        mask[np.random.default_rng(0).random(256) < 0.25] = 1
+        mask[128 - 10:128 + 10] = 1
+        t0 = time.perf_counter()
+        rep = reconstruct_file(scan, mask, out=Path(tmp) / "out.nii.gz", opts=SamplerOptions(preset=preset),
+                               batch_size="auto", device="cpu")
+        secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    return {"slices": n, "preset": preset, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
+            "nfe_per_slice": rep.nfe}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="default,fast")
+    ap.add_argument("--slabs", default="4,8")
+    ap.add_argument("--slab-preset", default="fast")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--_slab", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._slab is not None:  # child process: one slab, result as JSON on stdout
+        print(json.dumps(slab(args._slab, args.slab_preset)))
+        return
+    rows = {"threads": torch.get_num_threads(), "slice": [one_slice(p) for p in args.presets.split(",")], "slabs": []}
+    for n in (int(s) for s in args.slabs.split(",")):
+        cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset]
+        rows["slabs"].append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]))
+    for r in rows["slice"]:
+        print(f"| one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s |")
+    for r in rows["slabs"]:
+        print(f"| 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice) | {r['seconds']:.0f} s "
+              f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
