@@ -13,10 +13,7 @@ import numpy as np
 from monai.data import CacheDataset, Dataset
 from monai.transforms import (
     Compose,
-    EnsureChannelFirstd,
     EnsureTyped,
-    LoadImaged,
-    Orientationd,
     RandAdjustContrastd,
     RandAffined,
     RandBiasFieldd,
@@ -30,7 +27,7 @@ from monai.transforms import (
 from .config import DataConfig
 from .embedded import load_embedded, training_blocks
 from .errors import InputError
-from .transforms import RandTissueContrastd, RobustScaleIntensityd, extract_slices
+from .transforms import RandTissueContrastd, extract_slices, inference_transforms
 
 __all__ = ["find_scans", "load_transforms", "load_volumes", "training_slices", "train_transforms"]
 
@@ -81,14 +78,9 @@ def _dicom_series_dirs(folder: Path) -> list[Path]:
 
 
 def load_transforms(cfg: DataConfig) -> Compose:
-    """Deterministic loading: read, channel-first, reorient, float32, robust scaling to [0, 1]."""
-    return Compose([
-        LoadImaged("image", image_only=True),
-        EnsureChannelFirstd("image", channel_dim="no_channel"),
-        Orientationd("image", axcodes=cfg.orientation),
-        EnsureTyped("image", data_type="numpy", dtype=np.float32, track_meta=False),
-        RobustScaleIntensityd("image", *cfg.percentiles),
-    ])
+    """Deterministic loading: read, channel-first, reorient, float32, robust scaling to [0, 1]; the one
+    preprocessing definition training shares with inference (``inference_transforms``)."""
+    return inference_transforms(cfg.percentiles, cfg.orientation, track_meta=False)
 
 
 def load_volumes(cfg: DataConfig) -> list[np.ndarray]:

@@ -28,11 +28,16 @@ class RowGenerators:
 
     def randn(self, shape: Sequence[int], *, dtype: torch.dtype, device: torch.device | str) -> Tensor:
         """Standard normal draws of ``shape`` (first dim = len(generators) * rows), group by group."""
-        if shape[0] != len(self.generators) * self.rows:
-            raise ValueError(f"batch of {shape[0]} rows does not match {len(self.generators)} x {self.rows} rows")
-        tail = (self.rows, *shape[1:])
-        parts = [torch.randn(tail, generator=g, dtype=dtype, device=device) for g in self.generators]
-        return torch.cat(parts)
+        return self.fill_normal_(torch.empty(tuple(shape), dtype=dtype, device=device))
+
+    def fill_normal_(self, buf: Tensor) -> Tensor:
+        """Fill ``buf`` in place with standard normal draws, each group of rows from its own generator
+        (no allocation: samplers call this thousands of times)."""
+        if buf.shape[0] != len(self.generators) * self.rows:
+            raise ValueError(f"batch of {buf.shape[0]} rows does not match {len(self.generators)} x {self.rows} rows")
+        for i, g in enumerate(self.generators):
+            buf[i * self.rows:(i + 1) * self.rows].normal_(generator=g)
+        return buf
 
     def repeat_rows(self, n: int) -> "RowGenerators":
         """The same generators, each now covering ``n`` times as many rows (chains of one slice)."""

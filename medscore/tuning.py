@@ -10,7 +10,6 @@ weights. Test slices are never used here.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path

@@ -100,3 +100,32 @@ def one_error_line(result) -> str:
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def ramp_phantom_scan(path: str | Path, shape: tuple[int, int, int], seed: int, affine: np.ndarray | None = None) -> Path:
+    """A phantom on a ramp written as NIfTI: no slice is empty (an all-zero slice makes PSNR infinite)."""
+    ramp = np.linspace(10.0, 30.0, shape[0], dtype=np.float32)[:, None, None]
+    return write_nifti(path, 100.0 * phantom(shape, seed=seed) + ramp, ODD_AFFINE if affine is None else affine)
+
+
+def tiny_model(folder: str | Path) -> Path:
+    """An untrained NCSN (ngf 8, 6 levels) saved as a model folder."""
+    from medscore.checkpoint import save_model
+    from medscore.config import ModelConfig, TrainConfig
+    from medscore.nets import build_model
+    from medscore.noise import geometric_sigmas
+
+    cfg = TrainConfig(model=ModelConfig(ngf=8))
+    torch.manual_seed(0)
+    net = build_model(cfg.model, geometric_sigmas(1.0, 0.01, 6))
+    save_model(folder, net, net, cfg, step=0)
+    return Path(folder)
+
+
+def line_mask(path: str | Path, width: int, centre: slice) -> Path:
+    """Every third phase-encode line plus a fully sampled ``centre``, saved as .npy."""
+    mask = np.zeros(width, dtype=np.float32)
+    mask[::3] = 1.0
+    mask[centre] = 1.0
+    np.save(path, mask)
+    return Path(path)

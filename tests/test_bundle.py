@@ -14,15 +14,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from _synth import QUIET_MONAI, phantom, write_nifti
+from _synth import QUIET_MONAI, line_mask, ramp_phantom_scan, tiny_model
 from medscore.bundle import build_network, export_bundle, load_weights
-from medscore.checkpoint import load_model, save_model
+from medscore.checkpoint import load_model
 from medscore.cli.main import app
-from medscore.config import ModelConfig, TrainConfig
 from medscore.errors import InputError
 from medscore.inferer import ScoreInferer
-from medscore.nets import build_model
-from medscore.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.pipeline.job import batch_options
 from medscore.reconstruct import reconstruct_file
@@ -35,17 +32,10 @@ SHAPE = (16, 20, 3)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundle")
-    ramp = np.linspace(10.0, 30.0, SHAPE[0], dtype=np.float32)[:, None, None]
-    scan = write_nifti(root / "scans" / "head.nii.gz", 100.0 * phantom(SHAPE, seed=3) + ramp,
-                       np.diag([1.2, 1.5, 3.0, 1.0]))  # RAS: reorientation is the identity
-    cfg = TrainConfig(model=ModelConfig(ngf=8))
-    torch.manual_seed(0)
-    net = build_model(cfg.model, geometric_sigmas(1.0, 0.01, 6))
-    save_model(root / "tiny", net, net, cfg, step=0)
-    mask = np.zeros(SHAPE[1], dtype=np.float32)
-    mask[::3] = 1.0
-    mask[8:12] = 1.0
-    np.save(root / "lines.npy", mask)
+    scan = ramp_phantom_scan(root / "scans" / "head.nii.gz", SHAPE, seed=3,
+                             affine=np.diag([1.2, 1.5, 3.0, 1.0]))  # RAS: reorientation is the identity
+    tiny_model(root / "tiny")
+    line_mask(root / "lines.npy", SHAPE[1], slice(8, 12))
     bundle = export_bundle(root / "bundle", root / "tiny")
     return {"root": root, "scan": scan, "model": root / "tiny", "mask": root / "lines.npy", "bundle": bundle}
 

@@ -12,15 +12,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from _synth import ODD_AFFINE, one_error_line, phantom, write_nifti
-from medscore.checkpoint import save_model
+from _synth import line_mask, one_error_line, ramp_phantom_scan, tiny_model
 from medscore.cli.main import app
-from medscore.config import ModelConfig, TrainConfig
-from medscore.nets import build_model
-from medscore.noise import geometric_sigmas
 
 SHAPE = (24, 28, 3)
 
@@ -29,17 +24,9 @@ SHAPE = (24, 28, 3)
 def files(tmp_path_factory) -> dict[str, Path]:
     """A scan with a non-trivial affine, a line mask for it, a tiny model folder and complex k-space."""
     root = tmp_path_factory.mktemp("cli_solve")
-    # a ramp under the phantom: no slice is empty (an all-zero slice makes PSNR infinite, see metrics.summarize)
-    ramp = np.linspace(10.0, 30.0, SHAPE[0], dtype=np.float32)[:, None, None]
-    scan = write_nifti(root / "scan.nii.gz", 100.0 * phantom(SHAPE, seed=1) + ramp, ODD_AFFINE)
-    cfg = TrainConfig(model=ModelConfig(ngf=8))
-    torch.manual_seed(0)
-    net = build_model(cfg.model, geometric_sigmas(1.0, 0.01, 6))
-    save_model(root / "tiny", net, net, cfg, step=0)
-    mask = np.zeros(SHAPE[1], dtype=np.float32)
-    mask[::3] = 1.0
-    mask[SHAPE[1] // 2 - 1 : SHAPE[1] // 2 + 2] = 1.0
-    np.save(root / "lines.npy", mask)
+    scan = ramp_phantom_scan(root / "scan.nii.gz", SHAPE, seed=1)
+    tiny_model(root / "tiny")
+    mask = np.load(line_mask(root / "lines.npy", SHAPE[1], slice(SHAPE[1] // 2 - 1, SHAPE[1] // 2 + 2)))
     rng = np.random.default_rng(0)
     k = (rng.standard_normal((2, 24, 28)) + 1j * rng.standard_normal((2, 24, 28))).astype(np.complex64)
     np.save(root / "kspace.npy", k * mask)

@@ -14,12 +14,8 @@ import pytest
 import torch
 
 import medscore.pipeline.files as files_mod
-from _synth import ODD_AFFINE, phantom, write_nifti
-from medscore.checkpoint import save_model
-from medscore.config import ModelConfig, TrainConfig
+from _synth import line_mask, ramp_phantom_scan, tiny_model
 from medscore.errors import InputError, MedscoreError
-from medscore.nets import build_model
-from medscore.noise import geometric_sigmas
 from medscore.pipeline import DERIVED, OutputPlan, auto_batch_size, plan_outputs, resolve_batch_size, stream
 from medscore.pipeline.memory import MAX_AUTO_BATCH, slice_bytes
 from medscore.reconstruct import denoise_file, inpaint_file, reconstruct_file
@@ -32,16 +28,9 @@ FAST = SamplerOptions(preset="fast", num_levels=3, seed=1)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pipeline")
-    ramp = np.linspace(10.0, 30.0, SHAPE[0], dtype=np.float32)[:, None, None]
-    scan = write_nifti(root / "scan.nii.gz", 100.0 * phantom(SHAPE, seed=2) + ramp, ODD_AFFINE)
-    cfg = TrainConfig(model=ModelConfig(ngf=8))
-    torch.manual_seed(0)
-    net = build_model(cfg.model, geometric_sigmas(1.0, 0.01, 6))
-    save_model(root / "tiny", net, net, cfg, step=0)
-    mask = np.zeros(SHAPE[1], dtype=np.float32)
-    mask[::3] = 1.0
-    mask[10:14] = 1.0
-    np.save(root / "lines.npy", mask)
+    scan = ramp_phantom_scan(root / "scan.nii.gz", SHAPE, seed=2)
+    tiny_model(root / "tiny")
+    line_mask(root / "lines.npy", SHAPE[1], slice(10, 14))
     return {"scan": scan, "model": root / "tiny", "mask": root / "lines.npy"}
 
 

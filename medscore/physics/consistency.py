@@ -58,7 +58,7 @@ class NoisyProjection:
         if self._z is None or self._z.shape != x.shape or self._z.dtype != x.dtype or self._z.device != x.device:
             self._z = torch.empty_like(x)
         if isinstance(self.generator, RowGenerators):
-            z = self._z.copy_(self.generator.randn(x.shape, dtype=x.dtype, device=x.device))
+            z = self.generator.fill_normal_(self._z)
         else:
             z = torch.randn(x.shape, generator=self.generator, out=self._z)
         s = broadcast_level(sigma, x)

@@ -52,7 +52,7 @@ class _Stepper:
 
     def step(self, score: Tensor, alpha: float, sigma: float) -> None:
         if isinstance(self.generator, RowGenerators):
-            self.noise.copy_(self.generator.randn(self.x.shape, dtype=self.x.dtype, device=self.x.device))
+            self.generator.fill_normal_(self.noise)
         else:
             self.noise.normal_(generator=self.generator)
         self.x.add_(score, alpha=0.5 * alpha).add_(self.noise, alpha=math.sqrt(alpha))
