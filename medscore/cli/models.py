@@ -26,6 +26,7 @@ def models_command() -> None:
             "training": f"{info['step']} steps on {info['image_size']} px {info.get('spatial', '')} patches, "
                         f"modality {info['modality']}",
             **{k: str(v) for k, v in card.items()},
+            **{f"preset {name}": p.get("note", "") for name, p in info.get("presets", {}).items()},
         }
         for k, v in rows.items():
             table.add_row(k, v)
