@@ -91,9 +91,9 @@ class DataConsistency:
 
     ``noisy(x, sigma, step)`` acts on an iterate carrying noise ``sigma``: ``mode="noisy"`` projects onto
     the measurements noised to that level (:class:`NoisyProjection`), ``"hard"`` onto the measurements,
-    ``"gradient"`` takes the likelihood step of the posterior score, ``x -= dc_weight (step / 2) /
-    (noise_std^2 + sigma^2) A^H(A x - y)`` (Jalal et al. 2021; ``step`` is the Langevin step size alpha
-    of the update just made, 0 means none).
+    ``"gradient"`` takes the likelihood step of the posterior score, ``x -= w A^H(A x - y)`` with
+    ``w = min(1, dc_weight (step / 2) / (noise_std^2 + sigma^2))`` (Jalal et al. 2021; ``step`` is the
+    Langevin step size alpha of the update just made, 0 means none).
     ``clean(x0, sigma)`` acts on a denoised estimate: for noiseless measurements (``exact``) the
     projection onto {A x = y}; otherwise ``x0`` unchanged, and samplers impose the noisy data through
     ``noisy`` (a likelihood step) on their next noisy iterate instead. A weighted solve on ``x0``
@@ -122,6 +122,11 @@ class DataConsistency:
         if isinstance(step, float) and step == 0:
             return x
         w = self.dc_weight * 0.5 * step / (self.noise_std**2 + float(sigma) ** 2)
+        # Capped at 1: one step never moves past the measurements (w = 1 is the projection for a masked unitary
+        # operator, and w > 2 diverges). Large Langevin steps on coarse schedules reach w of 3-5 at the smallest
+        # levels (19-49-NFE presets, k-space noise 0.01), which blew up; the first release's 200-NFE setting
+        # peaked at w = 1.9, so the cap changes its noisy-k-space results slightly (its noiseless ones not at all).
+        w = w.clamp(max=1.0) if isinstance(w, Tensor) else min(w, 1.0)
         return x - broadcast_level(w, x) * self.op.data_grad(x, self.y)
 
     def clean(self, x0: Tensor, sigma: float) -> Tensor:
