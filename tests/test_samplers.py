@@ -144,3 +144,19 @@ def test_registry_and_presets_as_data(mu):
     # overrides: another sampler starts from that sampler's defaults
     assert SamplerOptions(preset="ald", sampler="ddim").resolve().settings == {}
     assert SamplerOptions(preset="fast", sampler="ddim", eta=0.0).resolve().settings == {"eta": 0.0}
+
+
+def test_likelihood_step_never_moves_past_the_measurements(mu):
+    """However large the Langevin step, the gradient data step is at most the projection (w <= 1): the few-step
+    presets take steps that gave w = 3-5 on noisy k-space and diverged before the cap."""
+    from medscore.physics import DataConsistency
+
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    x = torch.randn(2, 2, H, W, generator=_gen(11))
+    y = op.A(_complex_mean(mu).expand(2, 2, H, W))
+    dc = DataConsistency(op, y, noise_std=0.01, mode="gradient")
+    torch.testing.assert_close(dc.noisy(x, 0.01, 100.0), op.project(x, y), atol=1e-5, rtol=0)
+    torch.testing.assert_close(dc.noisy(x, 0.01, torch.tensor([100.0, 100.0])), op.project(x, y), atol=1e-5, rtol=0)
+    small = dc.noisy(x, 0.01, 1e-6)  # a small step moves a little towards the data, not onto it
+    assert 0 < _rms(small - x) < 0.1 * _rms(op.project(x, y) - x)
