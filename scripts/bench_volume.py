@@ -55,7 +55,7 @@ def one_slice(preset: str) -> dict:
     return {"preset": preset, "seconds": time.perf_counter() - t0, "nfe": res.nfe * res.samples}
 
 
-def slab(n: int, preset: str) -> dict:
+def slab(n: int, preset: str, batch_size: int | str = "auto") -> dict:
     """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
     from medscore.reconstruct import reconstruct_file
     from medscore.solvers import SamplerOptions
@@ -67,10 +67,10 @@ def slab(n: int, preset: str) -> dict:
         mask[128 - 10:128 + 10] = 1
         t0 = time.perf_counter()
         rep = reconstruct_file(scan, mask, out=Path(tmp) / "out.nii.gz", opts=SamplerOptions(preset=preset),
-                               batch_size="auto", device="cpu")
+                               batch_size=batch_size, device="cpu")
         secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"slices": n, "preset": preset, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
+    return {"slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
             "nfe_per_slice": rep.nfe}
 
 
@@ -79,20 +79,24 @@ def main() -> None:
     ap.add_argument("--presets", default="default,fast")
     ap.add_argument("--slabs", default="4,8")
     ap.add_argument("--slab-preset", default="fast")
+    ap.add_argument("--batch-size", default="auto", help="an int, or auto (the batch then grows with the slab)")
+    ap.add_argument("--skip-slice", action="store_true", help="only the slabs")
     ap.add_argument("--json", default=None)
     ap.add_argument("--_slab", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._slab is not None:  # child process: one slab, result as JSON on stdout
-        print(json.dumps(slab(args._slab, args.slab_preset)))
+        bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+        print(json.dumps(slab(args._slab, args.slab_preset, bs)))
         return
-    rows = {"threads": torch.get_num_threads(), "slice": [one_slice(p) for p in args.presets.split(",")], "slabs": []}
+    slices = [] if args.skip_slice else [one_slice(p) for p in args.presets.split(",")]
+    rows = {"threads": torch.get_num_threads(), "slice": slices, "slabs": []}
     for n in (int(s) for s in args.slabs.split(",")):
-        cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset]
+        cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset, "--batch-size", args.batch_size]
         rows["slabs"].append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]))
     for r in rows["slice"]:
         print(f"| one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s |")
     for r in rows["slabs"]:
-        print(f"| 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice) | {r['seconds']:.0f} s "
+        print(f"| 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), batch {r['batch_size']} | {r['seconds']:.0f} s "
               f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
