@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -278,11 +278,4 @@ def sample(model: ScoreModel, n: int, shape: tuple[int, int], opts: SamplerOptio
     x0 = torch.rand((n, 1, *shape), generator=g, device=device)
     opts = dataclasses.replace(opts, samples=1)
     return solve(model, x0, opts, "sample", lambda _g, _n, _p: None, start=None, callback=callback)
-
-
-def describe(opts: SamplerOptions, model: ScoreModel, task: str) -> dict[str, Any]:
-    """What a run will use (for reports and sidecars): sampler, settings, levels, samples, NFE."""
-    preset = opts.resolve(task, presets_of(model))
-    return {"preset": preset.name, "sampler": preset.sampler, "settings": dict(preset.settings),
-            "num_levels": preset.num_levels, "samples": preset.samples, "sigma_start": preset.sigma_start}
 

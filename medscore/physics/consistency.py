@@ -103,11 +103,12 @@ class DataConsistency:
 
     def __init__(self, op: LinearOperator, y: Tensor, *, noise_std: float = 0.0,
                  mode: Literal["noisy", "hard", "gradient"] = "noisy", dc_weight: float = 1.0,
-                 generator: Generators = None, projection_rounds: int = 10) -> None:
+                 generator: Generators = None, projection_rounds: int | None = None) -> None:
         if mode not in ("noisy", "hard", "gradient"):
             raise ValueError(f"consistency mode must be noisy, hard or gradient, got {mode!r}")
         self.op, self.y, self.noise_std, self.mode, self.dc_weight = op, y, float(noise_std), mode, dc_weight
-        self.projection_rounds = projection_rounds
+        # alternating rounds are only needed for real images (``real_input``); one projection is exact otherwise
+        self.projection_rounds = projection_rounds or (10 if getattr(op, "real_input", False) else 1)
         self._noisy = NoisyProjection(op, y, generator) if mode == "noisy" else None
         if mode == "hard":
             _require_projectable(op, "HardProjection")
