@@ -24,16 +24,26 @@ import torch
 
 from . import solvers
 from .checkpoint import LoadedModel
+from .devices import resolve_device
 from .models import load_prior
-from .physics import SingleCoilMRI, make_mask, validate_mask
+from .physics import make_mask, validate_mask
 from .reconstruct import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file
 from .solvers import SamplerOptions
-from .train import resolve_device, train
+from .tasks import get_task
 
 __all__ = [
     "Estimate", "load_prior", "make_mask", "reconstruct_mri", "inpaint", "denoise", "sample", "sample_to_files",
-    "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "train", "SamplerOptions",
+    "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "train", "SamplerOptions",  # noqa: F822
 ]
+
+
+def __getattr__(name: str):
+    """``train`` is imported on first use, so the array API does not load the distributed trainer."""
+    if name == "train":
+        from .train import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -90,15 +100,16 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
+    mri = get_task("mri")
     if is_kspace:
         k = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).to(dev, torch.complex64)
         single = k.ndim == 2
         k = (k[None] if single else k)[:, None]
-        res = solvers.reconstruct_mri(prior.model, k * m, m, opts, real_image=False, noise_std=noise_std)
+        res = mri.solve(prior.model, k * m, m, opts, real_image=False, noise_std=noise_std)
         return _estimate(res, single, channel_norm=True)
     x, single = _batch(data, dev)
-    y = SingleCoilMRI(m, real_input=True).A(x.float())
-    return _estimate(solvers.reconstruct_mri(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)
+    y = mri.operator(m, real_image=True).A(x.float())
+    return _estimate(mri.solve(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)
 
 
 def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
@@ -111,7 +122,7 @@ def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | 
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     x, single = _batch(image, dev)
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
-    return _estimate(solvers.inpaint(prior.model, x.float() * m, m, opts), single)
+    return _estimate(get_task("inpaint").solve(prior.model, x.float() * m, m, opts), single)
 
 
 def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
@@ -123,11 +134,12 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
     check_image_array("image", image)
     if noise_std is not None:
         check_positive("noise_std", noise_std)
-    check_choice("method", method, getattr(solvers, "DENOISE_METHODS", ("tweedie", "langevin")))
+    task = get_task("denoise")
+    check_choice("method", method, task.methods)
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     x, single = _batch(image, dev)
     sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())
-    return _estimate(solvers.denoise(prior.model, x.float(), sigma, opts, method=method), single)  # type: ignore[arg-type]
+    return _estimate(task.solve(prior.model, x.float(), sigma, opts, method=method), single)
 
 
 def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,

@@ -22,6 +22,8 @@ from .embedded import TEST_SLAB, held_out, load_embedded
 from .evaluation import TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method, run_method, training_axial_slices
 from .models import load_prior
 from .solvers import SamplerOptions
+from .tasks import TASKS as TASK_REGISTRY
+from .tasks import Task, get_task
 from .viz import save_panel
 
 __all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "speed_table"]
@@ -33,14 +35,20 @@ Log = Callable[[str], None]
 
 @dataclass
 class TaskTable:
-    """Results of all methods on one task."""
+    """Results of all methods on one benchmark task (``task``: the spec's name, ``kind``: its registered task)."""
 
     task: str
     label: str
     results: dict[str, MethodResult] = field(default_factory=dict)
+    kind: str = ""
+
+    @property
+    def fastmri(self) -> bool:
+        """Whether the results carry the fastMRI-convention metrics (tasks that declare ``report_fastmri``)."""
+        return any(r.fastmri for r in self.results.values())
 
     def best_classical(self) -> str | None:
-        skip = ("zero-filled", "noisy input", "masked input", "nearest training slice")
+        skip = {t.baseline_method for t in TASK_REGISTRY.values()} | {"nearest training slice"}
         cands = {k: v for k, v in self.results.items() if not k.startswith("medscore") and k not in skip}
         return max(cands, key=lambda k: cands[k].psnr.mean()) if cands else None
 
@@ -93,6 +101,7 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
 
     With ``out_dir``, NIfTI stacks (reference, input, medscore) and a PNG panel per task are written.
     ``nearest`` adds the nearest-training-slice honesty check (embedded data only: same slice size).
+    ``denoise_methods``: the medscore methods run on tasks that offer several (denoising: tweedie, sampler).
     """
     log = log or (lambda _m: None)
     torch.manual_seed(seed)
@@ -102,25 +111,32 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
     for name in tasks:
         spec = TASKS[name]
         prob = degrade(spec, ref, seed=seed)
-        table = TaskTable(name, spec.label)
+        table = TaskTable(name, spec.label, kind=spec.kind)
+        task = get_task(spec.kind)
+        fastmri = bool(getattr(task, "report_fastmri", False))
         log(f"{spec.label}: tuning classical methods on the validation slices")
         for mname, fn in classical_methods(spec, degrade(spec, val, seed=seed + 1000), train_slices).items():
-            table.results[mname] = run_method(fn, prob)
+            table.results[mname] = run_method(fn, prob, fastmri)
             log(f"  {mname}: {table.results[mname].psnr.mean():.2f} dB")
         for preset in presets:
-            methods = denoise_methods if spec.kind == "denoise" else ("",)
-            for dm in methods:
-                if dm == "tweedie" and preset != presets[0]:
-                    continue  # one NFE, independent of the preset
-                label = f"medscore {preset}" if not dm else (f"medscore tweedie" if dm == "tweedie" else f"medscore {preset}")
+            for dm in _solver_methods(task, denoise_methods):
+                if dm in task.preset_free_methods and preset != presets[0]:
+                    continue  # e.g. tweedie: one NFE, independent of the preset
+                label = f"medscore {dm if dm in task.preset_free_methods else preset}"
                 opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
-                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm or "sampler"), prob)
+                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm), prob,
+                                                  fastmri)
                 r = table.results[label]
                 log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
         if out_dir is not None:
             _write_task_outputs(out_dir, table, prob, affine if affine is not None else np.eye(4))
         tables.append(table)
     return tables
+
+
+def _solver_methods(task: Task, wanted: tuple[str, ...]) -> list[str]:
+    """The medscore methods to run on a task: those of ``wanted`` it offers when it offers several, else its one."""
+    return [m for m in wanted if m in task.methods] if len(task.methods) > 1 else [task.methods[0]]
 
 
 def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, affine: np.ndarray) -> None:
@@ -158,24 +174,29 @@ def results_json(tables: list[TaskTable]) -> dict:
     for t in tables:
         out[t.task] = {"label": t.label, "best_classical": t.best_classical(), "methods": {
             k: {"psnr": [float(v) for v in r.psnr], "ssim": [float(v) for v in r.ssim], "nmse": [float(v) for v in r.nmse],
-                "seconds_per_slice": r.seconds_per_slice, "nfe": r.nfe} for k, r in t.results.items()}}
+                "seconds_per_slice": r.seconds_per_slice, "nfe": r.nfe, **({"fastmri": r.fastmri} if r.fastmri else {})}
+            for k, r in t.results.items()}}
     return out
 
 
 def write_markdown(tables: list[TaskTable], path: Path, command: str, extra: str = "", preamble: str = "") -> Path:
-    """docs/benchmarks.md-style table: mean +- std over slices, seconds per slice, NFE; targets checked."""
+    """docs/benchmarks.md-style table: mean +- std over slices, seconds per slice, NFE; targets checked. Tasks with
+    fastMRI-convention metrics get two more columns: PSNR and SSIM of the slices as one volume."""
     from .fileio import atomic_path
 
     lines = ["# Benchmarks", "", f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ", f"Machine: {machine()}", "",
              preamble]
     for t in tables:
-        lines += [f"### {t.label}", "", "| method | PSNR dB | SSIM | NMSE | s/slice | NFE |", "|---|---|---|---|---|---|"]
+        fm = " fastMRI PSNR dB (volume) | fastMRI SSIM |" if t.fastmri else ""
+        lines += [f"### {t.label}", "", f"| method | PSNR dB | SSIM | NMSE | s/slice | NFE |{fm}",
+                  "|---|---|---|---|---|---|" + "---|---|" * bool(fm)]
         best = t.best_classical()
         for k, r in t.results.items():
             mark = " (best classical)" if k == best else ""
             lines.append(f"| {k}{mark} | {r.psnr.mean():.2f} ± {r.psnr.std(ddof=1) if len(r.psnr) > 1 else 0:.2f} | "
                          f"{r.ssim.mean():.4f} ± {r.ssim.std(ddof=1) if len(r.ssim) > 1 else 0:.4f} | "
-                         f"{r.nmse.mean():.4f} | {r.seconds_per_slice:.2f} | {r.nfe} |")
+                         f"{r.nmse.mean():.4f} | {r.seconds_per_slice:.2f} | {r.nfe} |"
+                         + (f" {r.fastmri['psnr']:.2f} | {r.fastmri['ssim']:.4f} |" if t.fastmri and r.fastmri else ""))
         lines.append("")
     lines.append(extra)
     with atomic_path(path) as tmp:

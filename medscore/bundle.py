@@ -137,11 +137,10 @@ def _write_text(path: Path, text: str) -> None:
 
 def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri", orientation: str | None = "RAS") -> Path:
     """Write a MONAI bundle for ``model`` (default: the bundled prior) into the new or empty ``directory``."""
-    from .inferer import TASKS
     from .pipeline.outputs import check_writable
+    from .tasks import get_task
 
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    get_task(task)  # an unknown task: one line naming the known ones, before anything is written
     root = Path(directory)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"{root} exists and is not an empty folder: choose a new bundle folder")

@@ -16,11 +16,13 @@ __all__ = ["CURVE_BUDGETS", "nfe_curves", "plot_curves"]
 
 Point = tuple[int, float, float]  # (NFE per slice, PSNR, SSIM)
 
-# One chain per point; ``num_levels`` sets the cost (ald: 3 steps per level, pc: 1 corrector).
+# One chain per point; ``num_levels`` sets the cost (ald: 3 steps per level, pc: 1 corrector; pnp: deterministic).
 CURVE_BUDGETS: dict[str, list[SamplerOptions]] = {
     "ddim": [SamplerOptions(preset="fast", sampler="ddim", eta=1.0, num_levels=n, samples=1) for n in (10, 20, 50)],
     "pc": [SamplerOptions(preset="fast", sampler="pc", num_levels=n, samples=1) for n in (10, 25)],
     "ald": [SamplerOptions(preset="ald-fast", num_levels=n, samples=1) for n in (6, 16, 33)],
+    "pnp": [SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, sigma_start=1.0, num_levels=n, samples=1)
+            for n in (10, 20, 50)],
 }
 
 

@@ -2,43 +2,26 @@
 
 Every method sees exactly the same degraded inputs (masks and noise drawn from fixed seeds).
 Classical parameters are tuned on the validation slab (``embedded.VAL_SLAB``), never on test slices.
+``TASKS`` here is the benchmark's table of degradations (data); each names the registered task
+(:mod:`medscore.tasks`) that simulates, solves and baselines it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import metrics as M
-from .baselines import (denoise_bm3d, denoise_nlm, denoise_tv, inpaint_biharmonic, nearest_training_slice, tune, tv_cs,
-                        wavelet_cs)
-from .physics import Inpainting, SingleCoilMRI, make_mask
-from .solvers import SamplerOptions, denoise, inpaint, reconstruct_mri
+from .solvers import SamplerOptions
+from .tasks import Method, MultiCoilSpec, Problem, TaskSpec, get_task
 
-__all__ = ["TaskSpec", "TASKS", "Problem", "degrade", "classical_methods", "medscore_method", "MethodResult", "run_method",
-           "training_axial_slices"]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One degradation. ``kind`` is mri, denoise or inpaint."""
-
-    name: str
-    kind: str
-    label: str
-    pattern: str = "random"
-    accel: float = 4.0
-    center: float = 0.08
-    kspace_noise: float = 0.0  # std of complex k-space noise (orthonormal FFT, [0, 1] image scale)
-    noise: float = 0.0
-    missing: float = 0.0
-    box: float = 0.0  # side of a central square hole, as a fraction of the smaller image side
-
+__all__ = ["TaskSpec", "TASKS", "MULTICOIL_TASKS", "Problem", "Method", "degrade", "classical_methods",
+           "medscore_method", "MethodResult", "run_method", "training_axial_slices"]
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("mri-1d-4x", "mri", "MRI 1D random 4x (8 % centre)", accel=4, center=0.08),
@@ -51,51 +34,29 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("inpaint-box", "inpaint", "inpainting central box", box=0.3),
 ]}
 
-
-@dataclass
-class Problem:
-    """Degraded observations of ``ref`` (N, 1, H, W) and what each method needs."""
-
-    spec: TaskSpec
-    ref: Tensor
-    y: Tensor
-    baseline: Tensor  # zero-filled / noisy / masked input
-    op: Any = None
-    mask: Tensor | None = None
+MULTICOIL_TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+    MultiCoilSpec("mc-1d-4x", "mri-multicoil", "MC 8 coils, 1D random 4x (8 % centre), k-space noise 0.005",
+                  accel=4, center=0.08, kspace_noise=0.005),
+    MultiCoilSpec("mc-1d-8x", "mri-multicoil", "MC 8 coils, 1D random 8x (4.8 % centre = 9 lines: 4 % leaves ESPIRiT "
+                  "no 8x8 block), k-space noise 0.005", accel=8, center=0.048, kspace_noise=0.005),
+    MultiCoilSpec("mc-poisson-vd-8x", "mri-multicoil", "MC 8 coils, 2D variable-density Poisson 8x (8 % centre), "
+                  "k-space noise 0.005", pattern="poisson-vd", accel=8, center=0.08, kspace_noise=0.005),
+]}
+"""Simulated multi-coil acquisitions (phase, birdcage maps, noise std 0.005 on the [0, 1] image scale with the
+orthonormal FFT; coil maps by ESPIRiT from the undersampled data). In ``TASKS``, run by name (``--tasks
+mc-1d-4x,...``), but not by ``--tasks all``: each costs about two single-coil MRI tasks (complex images)."""
+TASKS.update(MULTICOIL_TASKS)
 
 
 def degrade(spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
     """Simulate the task's measurements of ``ref`` with fixed seeds (same inputs for every method)."""
-    g = torch.Generator().manual_seed(seed)
-    n, _, h, w = ref.shape
-    if spec.kind == "mri":
-        m = torch.from_numpy(make_mask(spec.pattern, (h, w), spec.accel, spec.center, seed=seed))
-        op = SingleCoilMRI(m, real_input=True)
-        y = op.A(ref)
-        if spec.kspace_noise > 0:
-            noise = torch.complex(torch.randn(y.shape, generator=g), torch.randn(y.shape, generator=g))
-            y = y + op._mask_for(y) * noise * (spec.kspace_noise / np.sqrt(2))
-        return Problem(spec, ref, y, op.zero_filled_magnitude(y), op, m)
-    if spec.kind == "denoise":
-        y = ref + spec.noise * torch.randn(ref.shape, generator=g)
-        return Problem(spec, ref, y, y)
-    if spec.kind == "inpaint":
-        if spec.box > 0:
-            side = int(round(spec.box * min(h, w)))
-            m = torch.ones(h, w)
-            m[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side] = 0
-            m = m.expand(n, 1, h, w).clone()
-        else:
-            m = (torch.rand((n, 1, h, w), generator=g) >= spec.missing).float()
-        op = Inpainting(m)
-        y = op.A(ref)
-        return Problem(spec, ref, y, y, op, m)
-    raise ValueError(f"unknown task kind {spec.kind!r}")
+    return get_task(spec.kind).degrade(spec, ref, seed)
 
 
 @dataclass
 class MethodResult:
-    """Per-slice metrics, seconds per slice and NFE of one method on one task."""
+    """Per-slice metrics, seconds per slice and NFE of one method on one task; ``fastmri``: the fastMRI-convention
+    metrics of the stack of slices as one volume (``psnr``, ``ssim``, ``nmse``), when they were asked for."""
 
     psnr: np.ndarray
     ssim: np.ndarray
@@ -103,27 +64,19 @@ class MethodResult:
     seconds_per_slice: float
     nfe: int = 0
     estimate: Tensor | None = field(default=None, repr=False)
+    fastmri: dict[str, float] | None = None
 
 
-Method = Callable[[Problem], tuple[Tensor, int]]
-
-
-def run_method(fn: Method, prob: Problem) -> MethodResult:
-    """Time ``fn`` on a problem and score its estimate against the reference."""
+def run_method(fn: Method, prob: Problem, fastmri: bool = False) -> MethodResult:
+    """Time ``fn`` on a problem and score its estimate against the reference (medscore's metrics per slice;
+    with ``fastmri`` also :data:`medscore.metrics.FASTMRI_METRICS`, the slices forming one volume)."""
     t0 = time.perf_counter()
     est, nfe = fn(prob)
     secs = (time.perf_counter() - t0) / len(prob.ref)
     ref, e = prob.ref[:, 0].numpy(), est[:, 0].float().cpu().numpy()
+    volume = {k: f(ref, e) for k, f in M.FASTMRI_METRICS.items()} if fastmri else None
     return MethodResult(np.atleast_1d(M.psnr(ref, e)), np.atleast_1d(M.ssim(ref, e)), np.atleast_1d(M.nmse(ref, e)),
-                        secs, nfe, est)
-
-
-def _per_image(fn: Callable[..., np.ndarray], prob: Problem, **kw) -> Tensor:
-    out = []
-    for i in range(len(prob.ref)):
-        args = (prob.y[i, 0].numpy(),) if prob.mask is None else (prob.y[i, 0].numpy(), prob.mask[i, 0].numpy())
-        out.append(torch.from_numpy(np.asarray(fn(*args, **kw), dtype=np.float32)))
-    return torch.stack(out)[:, None]
+                        secs, nfe, est, volume)
 
 
 def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:
@@ -131,64 +84,19 @@ def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor | None)
 
     ``train_slices`` (same size as the test slices) adds the nearest-training-slice honesty check.
     """
-    refs = [r for r in val.ref[:, 0].numpy()]
-    methods: dict[str, Method] = {}
-    if spec.kind == "mri":
-        methods["zero-filled"] = lambda p: (p.baseline, 0)
-        lams = [3e-4, 1e-3, 3e-3, 1e-2]
-        tv_lam = tune(lambda y, lam: tv_cs(y[None], val.op, lam, n_iter=200)[0, 0].numpy(),
-                      [(val.y[i],) for i in range(len(refs))], refs, {"lam": lams})["lam"]
-        methods[f"TV-CS (lam {tv_lam:g})"] = lambda p, lam=tv_lam: (tv_cs(p.y, p.op, lam, n_iter=200), 0)
-        wl_lam = tune(lambda y, lam: wavelet_cs(y[None], val.op, lam, n_iter=100, wavelet="haar")[0, 0].numpy(),
-                      [(val.y[i],) for i in range(len(refs))], refs, {"lam": lams})["lam"]
-        methods[f"L1-wavelet CS (haar, lam {wl_lam:g})"] = lambda p, lam=wl_lam: (
-            wavelet_cs(p.y, p.op, lam, n_iter=100, wavelet="haar"), 0)
-        if train_slices is not None:
-            methods["nearest training slice"] = lambda p: (nearest_training_slice(p.op.A, p.y, train_slices, p.op.project), 0)
-    elif spec.kind == "denoise":
-        sigma = spec.noise
-        methods["noisy input"] = lambda p: (p.baseline, 0)
-        deg = [val.y[i, 0].numpy() for i in range(len(refs))]
-        w = tune(denoise_tv, deg, refs, {"weight": [0.02, 0.04, 0.06, 0.1, 0.15]})["weight"]
-        methods[f"TV (weight {w:g})"] = lambda p, w=w: (_per_image(denoise_tv, p, weight=w), 0)
-        h = tune(lambda y, h: denoise_nlm(y, sigma, h=h), deg, refs, {"h": [0.6 * sigma, 0.8 * sigma, 1.0 * sigma]})["h"]
-        methods["NLM"] = lambda p, h=h: (_per_image(denoise_nlm, p, sigma=sigma, h=h), 0)
-        try:
-            import bm3d  # noqa: F401  (optional extra)
-
-            methods["BM3D"] = lambda p: (_per_image(denoise_bm3d, p, sigma=sigma), 0)
-        except ImportError:
-            pass
-        if train_slices is not None:
-            methods["nearest training slice"] = lambda p: (nearest_training_slice(lambda x: x, p.y, train_slices), 0)
-    else:
-        methods["masked input"] = lambda p: (p.baseline, 0)
-        methods["biharmonic"] = lambda p: (_per_image(inpaint_biharmonic, p), 0)
-
-        def nearest(p: Problem) -> tuple[Tensor, int]:
-            out = [nearest_training_slice(lambda x, m=p.mask[i]: x * m, p.y[i:i + 1], train_slices,
-                                          lambda x, y, m=p.mask[i]: y + (1 - m) * x) for i in range(len(p.ref))]
-            return torch.cat(out), 0
-
-        if train_slices is not None:
-            methods["nearest training slice"] = nearest
-    return methods
+    return get_task(spec.kind).classical_methods(spec, val, train_slices)
 
 
 def medscore_method(spec: TaskSpec, model: Any, opts: SamplerOptions, denoise_method: str = "sampler",
                     batch_size: int = 4) -> Method:
-    """medscore on a task with the given sampler options (slices solved in batches)."""
+    """medscore on a task with the given sampler options (slices solved in batches). ``denoise_method`` is the
+    solver method of tasks that offer several (denoising: tweedie or sampler); the others ignore it."""
+    task = get_task(spec.kind)
 
     def solve(p: Problem) -> tuple[Tensor, int]:
         outs, nfe = [], 0
         for s in range(0, len(p.ref), batch_size):
-            sl = slice(s, s + batch_size)
-            if spec.kind == "mri":
-                res = reconstruct_mri(model, p.y[sl], p.mask, opts, real_image=True, noise_std=spec.kspace_noise)
-            elif spec.kind == "denoise":
-                res = denoise(model, p.y[sl], spec.noise, opts, method=denoise_method)  # type: ignore[arg-type]
-            else:
-                res = inpaint(model, p.y[sl], p.mask[sl], opts)
+            res = task.solve_problem(model, p, opts, slice(s, s + batch_size), method=denoise_method)
             outs.append(res.mean.cpu())
             nfe = res.nfe * res.samples  # total network evaluations per slice
         return torch.cat(outs), nfe

@@ -8,6 +8,7 @@ batching and seeds as ``medscore.reconstruct``, so results match the file-level 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,16 +17,15 @@ import torch
 from monai.inferers import Inferer
 
 from .errors import InputError
-from .physics import SingleCoilMRI, estimate_noise_std, make_mask
-from .pipeline.inputs import load_mask
 from .pipeline.job import batch_options
 from .pipeline.memory import resolve_batch_size
 from .pipeline.volume import stream
-from .solvers import SamplerOptions, SolverResult, denoise, inpaint, reconstruct_mri
+from .solvers import SamplerOptions
+from .tasks import get_task, task_names
 
 __all__ = ["ScoreInferer", "TASKS", "network_width"]
 
-TASKS = ("mri", "inpaint", "denoise")
+TASKS = tuple(task_names())
 MaskLike = str | Path | np.ndarray | torch.Tensor | None
 
 
@@ -41,28 +41,28 @@ class ScoreInferer(Inferer):
     ``mask``: for ``mri`` the k-space mask ((W,) lines or (H, W), an array or a .npy path; ``None``
     draws ``mask_pattern`` at ``accel`` for the slice size, seeded by ``mask_seed``), for ``inpaint``
     the known pixels (1 = known). ``noise_std`` (denoise; ``None`` = estimated) is on the [0, 1] scale.
-    ``opts`` are the sampler options; ``batch_size`` an int or ``"auto"``.
+    ``opts`` are the sampler options; ``batch_size`` an int or ``"auto"``. Each task takes the settings it
+    knows (those of its ``prepare_stack``), through the task registry (``medscore.tasks``).
     """
 
     def __init__(self, task: str = "mri", mask: MaskLike = None, opts: SamplerOptions | None = None, *,
                  noise_std: float | None = None, method: str = "tweedie", batch_size: int | str = 4,
                  spatial_axis: int = 2, mask_pattern: str = "random", accel: float = 4.0, center: float = 0.08,
                  mask_seed: int = 0) -> None:
-        if task not in TASKS:
-            raise InputError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
-        if task == "inpaint" and mask is None:
-            raise InputError("the inpaint task needs a mask of known pixels")
+        self.solver_task = get_task(task)
         self.task, self.mask, self.opts = task, mask, opts or SamplerOptions()
         self.noise_std, self.method, self.batch_size, self.spatial_axis = noise_std, method, batch_size, spatial_axis
         self.mask_spec = (mask_pattern, accel, center, mask_seed)
+        self.solver_task.check_inputs(**self.task_inputs())
 
-    def slice_mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """The (H, W) mask for slices of ``shape``."""
-        if self.mask is None:
-            pattern, accel, center, seed = self.mask_spec
-            return load_mask(make_mask(pattern, shape, accel, center, seed), shape)
+    def task_inputs(self) -> dict[str, Any]:
+        """The inferer's settings that its task takes (the keywords of the task's ``prepare_stack``)."""
+        pattern, accel, center, seed = self.mask_spec
         mask = self.mask.detach().cpu().numpy() if isinstance(self.mask, torch.Tensor) else self.mask
-        return load_mask(mask, shape)
+        settings = {"mask": mask, "noise_std": self.noise_std, "method": self.method, "mask_pattern": pattern,
+                    "accel": accel, "center": center, "mask_seed": seed}
+        accepted = inspect.signature(self.solver_task.prepare_stack).parameters
+        return {name: value for name, value in settings.items() if name in accepted}
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """Estimates of ``inputs`` (same shape); ``kwargs['progress']`` may take ``(slices_done, total)``."""
@@ -83,24 +83,8 @@ class ScoreInferer(Inferer):
             raise InputError(f"ScoreInferer expects one image channel, got {stack.shape[1]}")
         slices = stack[:, 0].detach().cpu().float().numpy()
         n, shape = len(slices), slices.shape[1:]
-        solve = self._batch_solver(slices, network, stack.device)
-        ngf = network_width(network)
-        chains = self.opts.n_samples() if self.task != "denoise" or self.method != "tweedie" else 1
-        bs = resolve_batch_size(self.batch_size, n, shape, stack.device, ngf, chains)
-        res = stream(n, shape, solve, bs, progress)
+        prepared = self.solver_task.prepare_stack(slices, stack.device, self.opts, **self.task_inputs())
+        bs = resolve_batch_size(self.batch_size, n, shape, stack.device, network_width(network), prepared.chains)
+        res = stream(n, shape, lambda sl, cb: prepared.solve(network, sl, batch_options(self.opts, sl), cb), bs,
+                     progress)
         return torch.from_numpy(res.mean[:, None]).to(stack.device)
-
-    def _batch_solver(self, slices: np.ndarray, network, device: torch.device) -> Callable[[slice, Any], SolverResult]:
-        """The per-batch solver call for this task (the same calls as ``medscore.reconstruct``)."""
-        opts, shape = self.opts, slices.shape[1:]
-        batch = lambda sl: torch.from_numpy(slices[sl][:, None]).to(device)  # noqa: E731
-        if self.task == "denoise":
-            sigma = float(self.noise_std) if self.noise_std is not None else estimate_noise_std(slices[:, None])
-            if not np.isfinite(sigma) or sigma <= 0:
-                raise InputError(f"noise std must be a finite number > 0, got {sigma}: pass noise_std")
-            return lambda sl, cb: denoise(network, batch(sl), sigma, batch_options(opts, sl), method=self.method, callback=cb)
-        m = torch.from_numpy(self.slice_mask(shape)).to(device)
-        if self.task == "inpaint":
-            return lambda sl, cb: inpaint(network, batch(sl) * m, m, batch_options(opts, sl), callback=cb)
-        op = SingleCoilMRI(m, real_input=True)
-        return lambda sl, cb: reconstruct_mri(network, op.A(batch(sl)), m, batch_options(opts, sl), real_image=True, callback=cb)

@@ -105,3 +105,48 @@ def summarize(values: Iterable[float] | np.ndarray) -> tuple[float, float]:
         raise ValueError("summarize needs at least one value")
     std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
     return float(np.mean(v)), std
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fastMRI convention (facebookresearch/fastMRI, ``fastmri/evaluate.py``), for comparison with published
+# fastMRI numbers. It differs from medscore's own metrics above in two ways: one number per *volume* (not per
+# image), and the data range is the maximum of the reference volume in its own units (no rescaling to [0, 1]).
+# Volumes are (S, H, W) stacks of slices, or any (..., H, W) array (all images form one volume; a single 2D
+# image is a one-slice volume), magnitude images in the same units, e.g. a fastMRI ``reconstruction_rss``
+# against a ``reconstruction`` (centre-cropped to 320 x 320 by ``crop=(320, 320)`` when they are not already).
+
+def _volume_pair(ref, x, crop: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(N, H, W) reference and estimate stacks and the fastMRI data range (the reference volume's maximum)."""
+    r, e, _ = _pairs(ref, x, crop)
+    top = float(r.max())
+    if not top > 0:
+        raise ValueError(f"the reference volume's maximum must be > 0 (it is the data range), got {top}")
+    return r, e, top
+
+
+def fastmri_psnr(ref, x, crop: Sequence[int] | None = None) -> float:
+    """fastMRI PSNR in dB: MSE over the whole volume, data range = the reference volume's maximum
+    (``inf`` when ``x == ref``)."""
+    r, e, top = _volume_pair(ref, x, crop)
+    if np.array_equal(r, e):
+        return float("inf")
+    return float(peak_signal_noise_ratio(r, e, data_range=top))
+
+
+def fastmri_ssim(ref, x, crop: Sequence[int] | None = None) -> float:
+    """fastMRI SSIM: per slice with a 7x7 uniform window (K1 = 0.01, K2 = 0.03) and the reference *volume's*
+    maximum as data range for every slice, then averaged over the slices."""
+    r, e, top = _volume_pair(ref, x, crop)
+    return float(np.mean([structural_similarity(ri, ei, win_size=7, data_range=top) for ri, ei in zip(r, e)]))
+
+
+def fastmri_nmse(ref, x, crop: Sequence[int] | None = None) -> float:
+    """fastMRI NMSE: ``||ref - x||^2 / ||ref||^2`` over the whole volume."""
+    r, e, _ = _volume_pair(ref, x, crop)
+    return float(np.sum((r - e) ** 2) / np.sum(r**2))
+
+
+FASTMRI_METRICS: dict[str, Callable[..., float]] = {"psnr": fastmri_psnr, "ssim": fastmri_ssim, "nmse": fastmri_nmse}
+"""The fastMRI-convention metrics by name (one value per volume); :data:`METRICS` holds medscore's own."""
+
+__all__ += ["fastmri_psnr", "fastmri_ssim", "fastmri_nmse", "FASTMRI_METRICS"]

@@ -25,9 +25,10 @@ from .pipeline import (
     load_mask,
     reconstruct_file,
     reconstruct_kspace_file,
+    reconstruct_multicoil_file,
     slices_of,
     volume_of,
 )
 
 __all__ = ["RunReport", "load_mask", "is_kspace_file", "load_kspace", "reconstruct_file", "reconstruct_kspace_file",
-           "inpaint_file", "denoise_file", "slices_of", "volume_of"]
+           "reconstruct_multicoil_file", "inpaint_file", "denoise_file", "slices_of", "volume_of"]

@@ -5,7 +5,9 @@ Every solver takes a score model (``model(x, sigma)``, one image channel), image
 ``samples`` posterior samples (what users get: an estimate, not one random draw), their per-pixel
 std, the number of network evaluations and the wall time. The sampler, its settings and the number
 of samples come from a preset (``medscore.sampling.presets``; a model may carry its own tuned table)
-with :class:`SamplerOptions` overrides. Nothing here knows about files.
+with :class:`SamplerOptions` overrides. Nothing here knows about files. :func:`solve` is the one driver;
+``reconstruct_mri``, ``inpaint`` and ``denoise`` are the tasks of :mod:`medscore.tasks` under their
+historical names.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .physics import DataConsistency, Denoising, Inpainting, SingleCoilMRI
-from .physics.mri import MultiCoilMRI, channels_to_complex, complex_to_channels
 from .rng import Generators, RowGenerators, make_generators, randn
 from .sampling import Guidance, Preset, preset_table, select_levels
 
 __all__ = ["SolverResult", "SamplerOptions", "score_function", "solve", "reconstruct_mri", "inpaint", "denoise",
-           "sample", "presets_of", "WARM_START"]
+           "sample", "presets_of", "WARM_START", "model_sigmas", "repeat_chains"]
 
 ScoreModel = Callable[[Tensor, Tensor], Tensor]
 LevelCallback = Callable[[int, int], None]
@@ -33,7 +33,7 @@ LevelCallback = Callable[[int, int], None]
 # Warm-start level of MRI and inpainting when a preset names none, on the [0, 1] intensity scale: tuned
 # on the validation slab (0.3 matched or beat 1.0 and beat 0.1 with the bundled prior).
 WARM_START = 0.3
-_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector")
+_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector", "renoise")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class SamplerOptions:
     """A preset plus optional overrides.
 
     ``sampler`` replaces the preset's sampler (its settings then start from that sampler's defaults);
-    ``n_steps_each``/``eps``/``multiplier`` (ald), ``eta`` (ddim), ``snr``/``n_corrector`` (pc) override
+    ``n_steps_each``/``eps``/``multiplier`` (ald), ``eta`` (ddim), ``snr``/``n_corrector`` (pc), ``renoise`` (pnp) override
     the sampler's settings; ``sigma_start`` the warm-start level (``0`` is not allowed, use a small
     level), ``sigma_end`` the last level. ``seed`` seeds one generator for the whole batch; ``slice_seeds`` (one per image of the
     batch) gives every image its own stream, so results do not depend on how slices are batched.
@@ -67,6 +67,7 @@ class SamplerOptions:
     eta: float | None = None
     snr: float | None = None
     n_corrector: int | None = None
+    renoise: float | None = None
     sigma_start: float | None = None
     sigma_end: float | None = None
     samples: int | None = None  # None: the preset's
@@ -79,6 +80,7 @@ class SamplerOptions:
         check_sampler_overrides(samples=self.samples, num_levels=self.num_levels, n_steps_each=self.n_steps_each,
                                 eps=self.eps, multiplier=self.multiplier, sigma_start=self.sigma_start,
                                 sigma_end=self.sigma_end, snr=self.snr, eta=self.eta, n_corrector=self.n_corrector,
+                                renoise=self.renoise,
                                 seed=self.seed)
 
     def resolve(self, task: str | None = None, table: dict[str, Preset] | None = None) -> Preset:
@@ -108,8 +110,10 @@ class SamplerOptions:
 
 def score_function(model: ScoreModel, complex_image: bool = False) -> ScoreModel:
     """Score of a one-channel prior; for complex images (real, imag channels) the prior is applied to
-    each channel separately (the "RI" variant of score-MRI), batched into one network call."""
-    if not complex_image:
+    each channel separately (the "RI" variant of score-MRI), batched into one network call. A complex
+    prior (``model.in_channels == 2``) takes the image as is."""
+    channels = getattr(model, "in_channels", 1)
+    if not complex_image or channels == 2:
         return model
 
     def score(x: Tensor, sigma: Tensor) -> Tensor:
@@ -120,7 +124,8 @@ def score_function(model: ScoreModel, complex_image: bool = False) -> ScoreModel
     return score
 
 
-def _model_sigmas(model: ScoreModel) -> Tensor:
+def model_sigmas(model: ScoreModel) -> Tensor:
+    """The training noise levels the score model carries (``model.sigmas``), largest first."""
     sig = getattr(model, "sigmas", None)
     if sig is None:
         raise ValueError("the score model must carry its training noise levels as `.sigmas`")
@@ -132,7 +137,8 @@ def presets_of(model: ScoreModel) -> dict[str, Preset]:
     return preset_table(getattr(model, "presets", None))
 
 
-def _repeat(t: Tensor, n: int) -> Tensor:
+def repeat_chains(t: Tensor, n: int) -> Tensor:
+    """Each image (row) of ``t`` ``n`` times in a row: the batch of ``n`` chains per image that ``solve`` runs."""
     return t.repeat_interleave(n, dim=0) if n > 1 else t
 
 
@@ -151,7 +157,7 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     (``None`` for unconditional sampling).
     """
     t0 = time.perf_counter()
-    sigmas = _model_sigmas(model).to(x0.device)
+    sigmas = model_sigmas(model).to(x0.device)
     preset = opts.resolve(task, presets_of(model))
     sampler = preset.build()
     if warm and start is not None and preset.sigma_start is not None:
@@ -159,7 +165,7 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     levels = select_levels(sigmas, preset.num_levels, start, preset.sigma_end)
     n, b = preset.samples, x0.shape[0]
     g = opts.generators(b, n, x0.device)
-    x = _repeat(x0, n)
+    x = repeat_chains(x0, n)
     if warm:
         x = x + float(levels[0]) * randn(x.shape, g, dtype=x.dtype, device=x.device)
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
@@ -182,28 +188,13 @@ def reconstruct_mri(model: ScoreModel, kspace: Tensor, mask: Tensor, opts: Sampl
     ``noise_std`` > 0 or coil maps switch to a likelihood-gradient step: the posterior score at level
     sigma adds A^H(y - A x) / (noise_std^2 + sigma^2) (Jalal et al. 2021). Denoiser-based samplers
     impose the data on each clean estimate instead (exactly, or noise-weighted).
-    The warm start is the zero-filled image plus noise at the preset's ``sigma_start``.
+    The warm start is the zero-filled image plus noise at the preset's ``sigma_start``. This is
+    ``medscore.tasks.get_task("mri").solve``.
     """
-    op = MultiCoilMRI(mask, smaps) if smaps is not None else SingleCoilMRI(mask, real_input=real_image)
-    real_image = real_image and smaps is None
-    x0 = op.A_dagger(kspace) if smaps is None else op.A_adjoint(kspace)
-    mode = consistency or ("noisy" if noise_std == 0 and smaps is None else "gradient")
+    from .tasks import get_task
 
-    def make(g: Generators, n: int, _p: Preset) -> Guidance:
-        # the chains of image b are rows b * n .. b * n + n - 1: per-image coil maps / masks must follow them
-        op_rep = op
-        if n > 1 and smaps is not None and smaps.shape[0] > 1:
-            op_rep = MultiCoilMRI(mask, _repeat(torch.as_tensor(smaps), n))
-        elif n > 1 and smaps is None and op.mask.ndim == 4 and op.mask.shape[0] > 1:
-            op_rep = SingleCoilMRI(_repeat(op.mask, n), real_input=real_image)
-        return DataConsistency(op_rep, _repeat(kspace, n), noise_std=noise_std, mode=mode, dc_weight=dc_weight,
-                               generator=g)
-
-    res = solve(model, x0, opts, "mri", make, start=WARM_START, complex_image=not real_image,
-                callback=callback)
-    if not real_image:
-        res.mean = complex_to_channels(channels_to_complex(res.mean))
-    return res
+    return get_task("mri").solve(model, kspace, mask, opts, real_image=real_image, noise_std=noise_std, smaps=smaps,
+                                 consistency=consistency, dc_weight=dc_weight, callback=callback)
 
 
 def inpaint(model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions = SamplerOptions(), *,
@@ -211,19 +202,11 @@ def inpaint(model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions
     """Fill the pixels where ``mask`` ((H, W) or per image (B, 1, H, W)) is 0; known pixels are kept.
 
     The warm start fills unknown pixels with the mean of the known ones, plus noise at the preset's
-    ``sigma_start``.
+    ``sigma_start``. This is ``medscore.tasks.get_task("inpaint").solve``.
     """
-    op = Inpainting(mask)
-    y = op.A(image)
-    m = op.A(torch.ones_like(image))
-    fill = (y.sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1))
-    x0 = y + (1 - m) * fill
+    from .tasks import get_task
 
-    def make(g: Generators, n: int, _p: Preset) -> Guidance:
-        op_rep = Inpainting(_repeat(op.mask, n)) if op.mask.ndim == 4 else op
-        return DataConsistency(op_rep, _repeat(y, n), mode=consistency, generator=g)
-
-    return solve(model, x0, opts, "inpaint", make, start=WARM_START, callback=callback)
+    return get_task("inpaint").solve(model, image, mask, opts, consistency=consistency, callback=callback)
 
 
 DENOISE_METHODS = ("tweedie", "sampler", "langevin")
@@ -252,22 +235,13 @@ def denoise(model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOpt
     at that level) from the first model level <= ``noise_std``. Samplers that only follow the reverse
     process (DDIM, predictor without corrector) need no likelihood term from there; samplers with
     Langevin steps (annealed Langevin, correctors) forget the start, so they add the likelihood term
-    (y - x) / (noise_std^2 + sigma^2) as a gradient step after each update.
+    (y - x) / (noise_std^2 + sigma^2) as a gradient step after each update. This is
+    ``medscore.tasks.get_task("denoise").solve``.
     """
-    if not noise_std > 0:
-        raise ValueError(f"noise_std must be > 0, got {noise_std}")
-    if method not in DENOISE_METHODS:
-        raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(DENOISE_METHODS)}")
-    if method == "tweedie":
-        return tweedie_denoise(model, image, noise_std, flip_average)
-    start = max(float(noise_std), float(_model_sigmas(model)[-1]))
+    from .tasks import get_task
 
-    def make(_g: Generators, n: int, preset: Preset) -> Guidance | None:
-        if preset.build().follows_reverse_process:
-            return None
-        return DataConsistency(Denoising(noise_std), _repeat(image, n).clone(), noise_std=noise_std, mode="gradient")
-
-    return solve(model, image, opts, "denoise", make, start=start, warm=False, callback=callback)
+    return get_task("denoise").solve(model, image, noise_std, opts, method=method, flip_average=flip_average,
+                                     callback=callback)
 
 
 def sample(model: ScoreModel, n: int, shape: tuple[int, int], opts: SamplerOptions = SamplerOptions(), *,

@@ -16,20 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DistributedSampler
 
 from .checkpoint import META, RAW_WEIGHTS, RESUME, WEIGHTS, load_resume, save_model, save_resume
 from .config import TrainConfig
-from .dataset import train_transforms, training_slices
+from .dataset import training_slices
+from .devices import resolve_device  # re-exported here (its historical home)
 from .errors import CheckpointError, ConfigError
 from .fileio import check_out_dir
 from .losses import dsm_loss
 from .nets import build_model, count_parameters
 from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
+from .train_data import StepBatches, StepDataset, plain_images, step_seed, validation_images
 
 __all__ = ["TrainProgress", "resolve_device", "train", "make_sigmas"]
 
@@ -45,21 +45,6 @@ class TrainProgress:
     val_loss: float | None = None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device(name)
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
 def make_sigmas(cfg: TrainConfig, images: torch.Tensor) -> torch.Tensor:
     """The configured geometric levels, or NCSNv2's data-driven ones (``auto``)."""
     nz = cfg.noise
@@ -69,72 +54,6 @@ def make_sigmas(cfg: TrainConfig, images: torch.Tensor) -> torch.Tensor:
     else:
         levels = int(nz.num_levels)
     return geometric_sigmas(smax, nz.sigma_min, levels)
-
-
-class _Batches:
-    """Deterministic batches: step k -> indices from a DistributedSampler epoch order, seeded transforms."""
-
-    def __init__(self, slices: list[np.ndarray], cfg: TrainConfig, rank: int, world: int) -> None:
-        self.slices, self.cfg, self.rank = slices, cfg, rank
-        self.transform = train_transforms(cfg.data)
-        self.sampler = DistributedSampler(range(len(slices)), num_replicas=world, rank=rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=False)
-        self.per_epoch = max(1, len(self.sampler) // cfg.batch_size)
-        self._epoch, self._order = -1, []
-
-    def __call__(self, step: int) -> torch.Tensor:
-        epoch, pos = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._epoch, self._order = epoch, list(iter(self.sampler))
-        idx = self._order[pos * self.cfg.batch_size:(pos + 1) * self.cfg.batch_size]
-        out = []
-        for j, i in enumerate(idx):
-            self.transform.set_random_state(seed=_seed(self.cfg.seed, step, self.rank, j))
-            out.append(self.transform({"image": self.slices[i]})["image"])
-        return torch.stack(out)
-
-
-class _StepDataset(torch.utils.data.Dataset):
-    """Item ``i`` is the whole batch of step ``start + i``, so a DataLoader worker can prepare
-    (augment) the next batches on the other core while the network trains, without changing them."""
-
-    def __init__(self, batches: _Batches, start: int, stop: int) -> None:
-        self.batches, self.start, self.stop = batches, start, stop
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.batches(self.start + i)
-
-
-def _plain_transform(cfg: TrainConfig):
-    return train_transforms(dataclasses.replace(cfg.data, augment=False))
-
-
-def _plain_images(slices: list[np.ndarray], cfg: TrainConfig) -> torch.Tensor:
-    """Un-augmented training images (T1 channel), e.g. for the data-driven noise levels."""
-    tr = _plain_transform(cfg)
-    tr.set_random_state(seed=cfg.seed)
-    return torch.stack([tr({"image": s[:1]})["image"] for s in slices])
-
-
-def _validation_images(slices: list[np.ndarray], cfg: TrainConfig) -> torch.Tensor:
-    """Fixed, un-augmented images for the validation loss (embedded: the validation slab)."""
-    tr = _plain_transform(cfg)
-    if cfg.data.path is None:
-        from .embedded import held_out
-
-        source = [s[None] for s in held_out("val")]
-    else:
-        rng = np.random.default_rng(cfg.seed)
-        source = [slices[i] for i in rng.choice(len(slices), size=min(cfg.val_images, len(slices)), replace=False)]
-    imgs = []
-    for j in range(cfg.val_images):
-        tr.set_random_state(seed=_seed(cfg.seed, 10_000_019, j))
-        imgs.append(tr({"image": source[j % len(source)][:1]})["image"])
-    return torch.stack(imgs)
 
 
 @torch.no_grad()
@@ -175,6 +94,154 @@ def _clear_run(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def _init_device(cfg: TrainConfig, world: int) -> torch.device:
+    """The configured device; under ``torchrun`` this rank's GPU and the process group."""
+    device = resolve_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+@dataclass
+class _Run:
+    """One training run: where it writes, its data, networks and optimizer, the step it starts from, and the
+    rate meter of the steps since the last log line."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    batches: StepBatches
+    val_images: torch.Tensor | None
+    model: torch.nn.Module
+    ema: AveragedModel
+    opt: torch.optim.Optimizer
+    net: torch.nn.Module
+    start: int
+    writer: object = None
+    callback: Callable[[TrainProgress], None] | None = None
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+    seen: int = 0
+    t_start: float = dataclasses.field(default_factory=time.perf_counter)
+
+
+def _resume_step(out_dir: Path, model: torch.nn.Module, ema: AveragedModel, opt: torch.optim.Optimizer) -> int:
+    """Load ``resume.pt`` into the networks and the optimizer; the step it was saved at."""
+    state = load_resume(out_dir)
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        return int(state["step"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot resume from {out_dir / 'resume.pt'}: it does not fit the configured model "
+                              f"({exc.__class__.__name__}); resume with the run's own config") from None
+
+
+def _build_run(cfg: TrainConfig, out_dir: Path, resume: bool, device: torch.device, rank: int, world: int) -> _Run:
+    """Data, noise levels, model, EMA and optimizer (restored when resuming), seeded from ``cfg.seed``."""
+    slices = training_slices(cfg.data)
+    batches = StepBatches(slices, cfg, rank, world)
+    val_images = validation_images(slices, cfg) if cfg.val_images > 0 else None  # 0: no validation loss
+    torch.manual_seed(cfg.seed)
+    sigmas = make_sigmas(cfg, plain_images(slices[:: max(1, len(slices) // 512)], cfg))
+    model = build_model(cfg.model, sigmas).to(device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = _resume_step(out_dir, model, ema, opt) if resume else 0
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    return _Run(cfg, out_dir, device, rank, world, batches, val_images, model, ema, opt, net, start)
+
+
+def _open_log(out_dir: Path, resume: bool, overwrite: bool, start: int) -> None:
+    """Rank 0: the run folder and ``train_log.csv`` (a new one, or the resumed one up to ``start``)."""
+    log_path = out_dir / "train_log.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _clear_run(out_dir)
+    if not resume or not log_path.exists():
+        log_path.write_text("step,loss,val_loss,images_per_s,lr,wall_s\n")
+    else:  # drop rows logged after the checkpoint we resume from: those steps run again
+        head, *rows = log_path.read_text().splitlines(keepends=True) or [""]
+        steps = [r.split(",", 1)[0] for r in rows]
+        log_path.write_text(head + "".join(r for r, k in zip(rows, steps) if k.isdigit() and int(k) <= start))
+
+
+def _train_step(run: _Run, x: torch.Tensor, step: int) -> torch.Tensor:
+    """One optimizer step on the batch ``x`` (noise seeded from (seed, step, rank)) and the EMA update."""
+    cfg, device = run.cfg, run.device
+    g = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, step, run.rank, 7))
+    sigma = sample_levels(run.model.sigmas, x.shape[0], generator=g)
+    for group in run.opt.param_groups:
+        group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        loss = dsm_loss(run.net, x, sigma, generator=g)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.opt.step()
+    run.ema.update_parameters(run.model)
+    return loss
+
+
+def _log_step(run: _Run, loss: torch.Tensor, done: int, last: bool) -> None:
+    """Rank 0: the log row (validation loss at checkpoints), TensorBoard scalars and the progress callback."""
+    cfg = run.cfg
+    val = (_val_loss(run.ema.module, run.val_images, run.model.sigmas, run.device)
+           if run.val_images is not None and (done % cfg.checkpoint_every == 0 or last) else None)
+    rate = run.seen / max(time.perf_counter() - run.t0, 1e-9)
+    lv = float(loss.detach())
+    if not math.isfinite(lv):
+        raise FloatingPointError(f"training diverged at step {done} (loss {lv}); lower --lr")
+    with open(run.out_dir / "train_log.csv", "a", newline="") as f:
+        csv.writer(f).writerow([done, f"{lv:.5f}", "" if val is None else f"{val:.5f}", f"{rate:.2f}",
+                                f"{run.opt.param_groups[0]['lr']:.3g}", f"{time.perf_counter() - run.t_start:.1f}"])
+    if run.writer is not None:
+        run.writer.add_scalar("loss/train", lv, done)
+        if val is not None:
+            run.writer.add_scalar("loss/val", val, done)
+    if run.callback is not None:
+        run.callback(TrainProgress(done, cfg.steps, lv, rate, val))
+    run.t0, run.seen = time.perf_counter(), 0
+
+
+def _checkpoint(run: _Run, step: int) -> None:
+    """Rank 0: weights, EMA snapshot (``keep_checkpoints``, for model selection) and the resume state."""
+    cfg, out_dir, model, ema = run.cfg, run.out_dir, run.model, run.ema
+    save_model(out_dir, model, ema.module, cfg, step, extra={"parameters": count_parameters(model)})
+    if cfg.keep_checkpoints:  # EMA snapshots for model selection on validation data
+        save_model(out_dir / "checkpoints" / f"step_{step:07d}", ema.module, ema.module, cfg, step,
+                   extra={"parameters": count_parameters(model)})
+    save_resume(out_dir, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": run.opt.state_dict(),
+                          "step": step})
+
+
+def _run_steps(run: _Run) -> None:
+    """Steps ``start`` .. ``cfg.steps`` (batches prepared by DataLoader workers), with logs, checkpoints, samples."""
+    cfg, device, rank = run.cfg, run.device, run.rank
+    workers = cfg.num_workers
+    loader = torch.utils.data.DataLoader(StepDataset(run.batches, run.start, cfg.steps), batch_size=None, shuffle=False,
+                                         num_workers=workers, prefetch_factor=2 if workers > 0 else None,
+                                         pin_memory=device.type == "cuda")
+    for step, x in zip(range(run.start, cfg.steps), loader):
+        x = x.to(device, non_blocking=True)
+        loss = _train_step(run, x, step)
+        run.seen += x.shape[0] * run.world
+        done = step + 1
+        last = done == cfg.steps
+        if rank == 0 and (done % cfg.log_every == 0 or last):
+            _log_step(run, loss, done, last)
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or last):
+            _checkpoint(run, done)
+        if rank == 0 and (done % cfg.sample_every == 0 or last) and cfg.num_samples > 0:
+            _write_samples(run.ema.module, cfg, run.model.sigmas, run.out_dir / f"samples_{done:07d}.png", device)
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           callback: Callable[[TrainProgress], None] | None = None) -> Path:
     """Train a score network; returns the path of the EMA weights in ``out_dir``.
@@ -187,105 +254,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwr
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     _check_run(cfg, out_dir, resume, overwrite)  # every rank, before the rendezvous: nothing is written yet
-    device = resolve_device(cfg.device)
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = _init_device(cfg, world)
     if cfg.batch_size < 1 or cfg.steps < 1:
         raise ConfigError("batch size and steps must be positive")
-
-    slices = training_slices(cfg.data)
-    batches = _Batches(slices, cfg, rank, world)
-    val_images = _validation_images(slices, cfg) if cfg.val_images > 0 else None  # 0: no validation loss
-    torch.manual_seed(cfg.seed)
-    sigmas = make_sigmas(cfg, _plain_images(slices[:: max(1, len(slices) // 512)], cfg))
-    model = build_model(cfg.model, sigmas).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = 0
-    if resume:
-        state = load_resume(out_dir)
-        try:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["optimizer"])
-            start = int(state["step"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"cannot resume from {out_dir / 'resume.pt'}: it does not fit the configured model "
-                                  f"({exc.__class__.__name__}); resume with the run's own config") from None
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sig_dev = model.sigmas
-    use_amp = cfg.amp and device.type == "cuda"
-    log_path = out_dir / "train_log.csv"
+    run = _build_run(cfg, out_dir, resume, device, rank, world)
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            _clear_run(out_dir)
-        if not resume or not log_path.exists():
-            log_path.write_text("step,loss,val_loss,images_per_s,lr,wall_s\n")
-        else:  # drop rows logged after the checkpoint we resume from: those steps run again
-            head, *rows = log_path.read_text().splitlines(keepends=True) or [""]
-            steps = [r.split(",", 1)[0] for r in rows]
-            log_path.write_text(head + "".join(r for r, k in zip(rows, steps) if k.isdigit() and int(k) <= start))
-    writer = _tensorboard(out_dir) if rank == 0 else None
-    t0, seen, t_start = time.perf_counter(), 0, time.perf_counter()
-
-    def checkpoint(step: int) -> None:
-        save_model(out_dir, model, ema.module, cfg, step, extra={"parameters": count_parameters(model)})
-        if cfg.keep_checkpoints:  # EMA snapshots for model selection on validation data
-            save_model(out_dir / "checkpoints" / f"step_{step:07d}", ema.module, ema.module, cfg, step,
-                       extra={"parameters": count_parameters(model)})
-        save_resume(out_dir, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                              "step": step})
-
-    workers = cfg.num_workers
-    loader = torch.utils.data.DataLoader(_StepDataset(batches, start, cfg.steps), batch_size=None, shuffle=False,
-                                         num_workers=workers, prefetch_factor=2 if workers > 0 else None,
-                                         pin_memory=device.type == "cuda")
-    for step, x in zip(range(start, cfg.steps), loader):
-        x = x.to(device, non_blocking=True)
-        g = torch.Generator(device=device).manual_seed(_seed(cfg.seed, step, rank, 7))
-        sigma = sample_levels(sig_dev, x.shape[0], generator=g)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = dsm_loss(net, x, sigma, generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        ema.update_parameters(model)
-        seen += x.shape[0] * world
-        done = step + 1
-        last = done == cfg.steps
-        if rank == 0 and (done % cfg.log_every == 0 or last):
-            val = (_val_loss(ema.module, val_images, sig_dev, device)
-                   if val_images is not None and (done % cfg.checkpoint_every == 0 or last) else None)
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"training diverged at step {done} (loss {lv}); lower --lr")
-            with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow([done, f"{lv:.5f}", "" if val is None else f"{val:.5f}", f"{rate:.2f}",
-                                        f"{opt.param_groups[0]['lr']:.3g}", f"{time.perf_counter() - t_start:.1f}"])
-            if writer is not None:
-                writer.add_scalar("loss/train", lv, done)
-                if val is not None:
-                    writer.add_scalar("loss/val", val, done)
-            if callback is not None:
-                callback(TrainProgress(done, cfg.steps, lv, rate, val))
-            t0, seen = time.perf_counter(), 0
-        if rank == 0 and (done % cfg.checkpoint_every == 0 or last):
-            checkpoint(done)
-        if rank == 0 and (done % cfg.sample_every == 0 or last) and cfg.num_samples > 0:
-            _write_samples(ema.module, cfg, sig_dev, out_dir / f"samples_{done:07d}.png", device)
+        _open_log(out_dir, resume, overwrite, run.start)
+    run.writer = _tensorboard(out_dir) if rank == 0 else None
+    run.callback = callback
+    run.t0, run.seen, run.t_start = time.perf_counter(), 0, time.perf_counter()
+    _run_steps(run)
     if world > 1:
         dist.barrier()
-    if writer is not None:
-        writer.close()
+    if run.writer is not None:
+        run.writer.close()
     return out_dir / "model.safetensors"
 
 

@@ -21,23 +21,25 @@ from .evaluation import TASKS, degrade, medscore_method, run_method
 from .fileio import atomic_path
 from .sampling import Preset, preset_table
 from .solvers import SamplerOptions
+from .tasks import get_task
 
 __all__ = ["Candidate", "Trial", "default_candidates", "run_trials", "choose_presets", "write_presets", "BUDGETS"]
 
 # NFE per slice (all averaged samples counted) of the presets medscore tune writes.
 BUDGETS = {"fast": 20, "default": 50}
-TASK_OF_KIND = {"mri": "mri", "inpaint": "inpaint"}
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sampler setting to try."""
+    """One sampler setting to try, on the task kinds ``kinds`` (preset keys: ``mri``, ``inpaint``,
+    ``inpaint-hole``; empty = every task)."""
 
     sampler: str
     num_levels: int
     samples: int = 1
     sigma_start: float | None = None
     settings: tuple[tuple[str, Any], ...] = ()
+    kinds: tuple[str, ...] = ()
 
     def options(self, seed: int = 0) -> SamplerOptions:
         return SamplerOptions(preset="fast", sampler=self.sampler, num_levels=self.num_levels, samples=self.samples,
@@ -52,7 +54,7 @@ class Candidate:
 
 @dataclass
 class Trial:
-    """A candidate's validation PSNR on one task."""
+    """A candidate's validation PSNR on one task; ``key`` is the preset key the task solves under."""
 
     task: str
     candidate: Candidate
@@ -60,17 +62,25 @@ class Trial:
     ssim: float
     nfe: int
     seconds_per_slice: float
+    key: str = ""
 
 
 def default_candidates() -> list[Candidate]:
-    """The grid: annealed Langevin at 19-50 NFE (step multiplier 12 or 24, 1 or 2 chains), DDIM and
-    predictor-corrector at 20-50 NFE; warm start 0.3 (the first release's tuned level)."""
-    ald = [(6, 3, 12.0, 1), (9, 2, 12.0, 1), (6, 3, 24.0, 1), (16, 3, 12.0, 1), (16, 3, 24.0, 1), (8, 3, 12.0, 2),
-           (12, 2, 12.0, 2)]
-    out = [Candidate("ald", lv, n, 0.3, (("n_steps_each", st), ("multiplier", mult))) for lv, st, mult, n in ald]
-    out += [Candidate("ddim", lv, n, 0.3, (("eta", 1.0),)) for lv, n in ((20, 1), (50, 1), (25, 2))]
-    out += [Candidate("pc", lv, n, 0.3, (("n_corrector", 1), ("snr", 0.16))) for lv, n in ((10, 1), (25, 1), (12, 2))]
+    """The grid at <= 20 and <= 50 NFE: deterministic plug-and-play started at sigma 0.3, 1 or 3 (MRI and scattered
+    missing pixels), plug-and-play with fresh noise from sigma 10 (large holes), and annealed Langevin (x12 step,
+    warm start 0.3) as the reference; DDIM and predictor-corrector lost to both in the previous grid
+    (docs/benchmarks.md, "Tuning")."""
+    pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
+    out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "inpaint")) for lv, n, start in pnp]
+    out += [Candidate("pnp", lv, n, start, (("renoise", 1.0),), ("inpaint-hole",))
+            for lv, n, start in ((20, 1, 10.0), (25, 2, 10.0), (50, 1, 10.0))]
+    out += [Candidate("ald", lv, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)), ("mri",)) for lv in (6, 16)]
     return [c for c in out if c.nfe() <= max(BUDGETS.values())]
+
+
+def preset_key(spec: Any, prob: Any) -> str:
+    """The preset key a benchmark problem is solved under (the task's regime, e.g. ``inpaint-hole``)."""
+    return get_task(spec.kind).preset_key(prob.mask)
 
 
 def run_trials(model: Any, val: torch.Tensor, tasks: list[str], candidates: list[Candidate],
@@ -80,23 +90,22 @@ def run_trials(model: Any, val: torch.Tensor, tasks: list[str], candidates: list
     for name in tasks:
         spec = TASKS[name]
         prob = degrade(spec, val, seed=seed)
+        key = preset_key(spec, prob)
         for cand in candidates:
+            if cand.kinds and key not in cand.kinds:
+                continue
             res = run_method(medscore_method(spec, model, cand.options(), denoise_method="sampler"), prob)
             trials.append(Trial(name, cand, float(res.psnr.mean()), float(res.ssim.mean()), res.nfe,
-                                res.seconds_per_slice))
+                                res.seconds_per_slice, key))
             log(f"{name:20s} {cand.sampler:5s} L={cand.num_levels:3d} x{cand.samples} start={cand.sigma_start} "
                 f"{dict(cand.settings)}: {trials[-1].psnr:6.2f} dB, {res.nfe} NFE, {res.seconds_per_slice:.1f} s/slice")
     return trials
 
 
-def _best(trials: list[Trial], budget: int) -> Trial | None:
-    ok = [t for t in trials if t.nfe <= budget]
-    return max(ok, key=lambda t: t.psnr) if ok else None
-
-
 def choose_presets(trials: list[Trial], budgets: dict[str, int] = BUDGETS) -> dict[str, Preset]:
-    """Per preset budget: the setting with the best mean PSNR over MRI tasks is the preset; tasks of another
-    kind (inpainting) whose own best setting differs get it as a per-task override."""
+    """Per preset budget: the setting with the best mean PSNR over the tasks of the kind that sets the preset
+    (``Task.tune_as_base``: MRI) is the preset; tasks of another kind that take overrides (``Task.tune_override``:
+    inpainting) and whose own best setting differs get it as a per-task override."""
     by_task: dict[str, list[Trial]] = {}
     for t in trials:
         by_task.setdefault(t.task, []).append(t)
@@ -105,19 +114,25 @@ def choose_presets(trials: list[Trial], budgets: dict[str, int] = BUDGETS) -> di
     for name, budget in budgets.items():
         kinds: dict[str, dict[Candidate, list[float]]] = {}
         for task, ts in by_task.items():
-            kind = TASKS[task].kind
             for t in ts:
+                kind = t.key or TASKS[task].kind
                 if t.nfe <= budget:
                     kinds.setdefault(kind, {}).setdefault(t.candidate, []).append(t.psnr)
         best = {k: max(c, key=lambda cand: sum(c[cand]) / len(c[cand])) for k, c in kinds.items()}
-        main = best.get("mri") or next(iter(best.values()))
+        main = next((c for k, c in best.items() if _task_of(k).tune_as_base), None) or next(iter(best.values()))
         base = main.as_preset(name)
-        overrides = {TASK_OF_KIND[k]: _override(c) for k, c in best.items() if c != main and k in TASK_OF_KIND}
-        keep = {t: dict(o) for t, o in table[name].tasks.items() if t not in overrides}  # e.g. "sample"
+        overrides = {k: _override(c) for k, c in best.items() if c != main and _task_of(k).tune_override}
+        # untuned tasks keep the built-in override (e.g. "sample"); tuned ones get theirs or none
+        keep = {t: dict(o) for t, o in table[name].tasks.items() if t not in best}
         note = f"tuned by medscore tune on the validation slices, <= {budget} NFE per slice"
         out[name] = Preset(name, base.sampler, base.num_levels, dict(base.settings), base.samples, base.sigma_start,
                            tasks={**keep, **overrides}, note=note)
     return out
+
+
+def _task_of(key: str) -> Any:
+    """The task of a preset key (``inpaint-hole`` is a regime of ``inpaint``)."""
+    return get_task(key.split("-")[0])
 
 
 def _override(c: Candidate) -> dict[str, Any]:

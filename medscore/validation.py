@@ -101,7 +101,7 @@ def check_sampler_overrides(prefix: str = "", **overrides: Any) -> None:
             check_int(name, value, 0)
         elif key in _POSITIVE:
             check_positive(name, value)
-        elif key == "eta":
+        elif key in ("eta", "renoise"):
             check_positive(name, value, allow_zero=True)
         elif key == "samples":
             check_samples(name, value)

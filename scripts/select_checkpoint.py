@@ -18,6 +18,7 @@ from medscore.embedded import held_out
 from medscore.evaluation import TASKS, degrade, medscore_method, run_method
 from medscore.models import load_prior
 from medscore.solvers import SamplerOptions
+from medscore.tasks import get_task
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
         scores = {}
         for name in args.tasks:
             spec = TASKS[name]
-            method = "tweedie" if spec.kind == "denoise" else "langevin"
+            method = get_task(spec.kind).methods[0]  # the task's default: tweedie for denoising
             res = run_method(medscore_method(spec, prior.model, SamplerOptions(preset=args.preset), method), degrade(spec, ref, seed=1))
             scores[name] = float(res.psnr.mean())
         rows.append((path, prior.meta["step"], scores))

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-import medscore.pipeline.files as files_mod
 from _synth import line_mask, ramp_phantom_scan, tiny_model
 from medscore.errors import InputError, MedscoreError
 from medscore.pipeline import DERIVED, OutputPlan, auto_batch_size, plan_outputs, resolve_batch_size, stream
 from medscore.pipeline.memory import MAX_AUTO_BATCH, slice_bytes
 from medscore.reconstruct import denoise_file, inpaint_file, reconstruct_file
 from medscore.solvers import SamplerOptions, SolverResult
+from medscore.tasks import get_task
 
 SHAPE = (20, 24, 5)
 FAST = SamplerOptions(preset="fast", num_levels=3, seed=1)
@@ -63,7 +63,7 @@ def test_outputs_keep_the_input_geometry_and_units(data, tmp_path):
 
 
 def test_an_output_that_would_overwrite_an_input_is_refused_before_any_compute(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(files_mod, "reconstruct_mri", _must_not_run)
+    monkeypatch.setattr(get_task("mri"), "solve", _must_not_run)
     victim = tmp_path / "x_zerofilled.nii.gz"
     victim.write_bytes(data["scan"].read_bytes())
     with pytest.raises(InputError, match="overwrite the input"):
@@ -76,7 +76,7 @@ def _must_not_run(*args, **kwargs):
 
 
 def test_unwritable_output_folder_is_refused_before_any_compute(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(files_mod, "reconstruct_mri", _must_not_run)
+    monkeypatch.setattr(get_task("mri"), "solve", _must_not_run)
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")  # refuses writes even for root, unlike chmod
     with pytest.raises(InputError, match="cannot write to the output folder"):
@@ -92,7 +92,7 @@ def test_non_finite_solver_output_is_refused_and_nothing_is_written(data, tmp_pa
         mean[-1, 0, 3, 4] = float("nan")
         return SolverResult(mean, None, 1, 0.0)
 
-    monkeypatch.setattr(files_mod, "reconstruct_mri", nan_solver)
+    monkeypatch.setattr(get_task("mri"), "solve", nan_solver)
     with pytest.raises(MedscoreError, match=r"NaN/inf values in the estimate of slice 1 .*nothing was written"):
         reconstruct_file(data["scan"], data["mask"], model=data["model"], out=tmp_path / "r.nii.gz", opts=FAST,
                          batch_size=2, device="cpu")

@@ -8,6 +8,7 @@ Monte-Carlo standard error.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -160,3 +161,57 @@ def test_likelihood_step_never_moves_past_the_measurements(mu):
     torch.testing.assert_close(dc.noisy(x, 0.01, torch.tensor([100.0, 100.0])), op.project(x, y), atol=1e-5, rtol=0)
     small = dc.noisy(x, 0.01, 1e-6)  # a small step moves a little towards the data, not onto it
     assert 0 < _rms(small - x) < 0.1 * _rms(op.project(x, y) - x)
+
+
+def _pnp(**kw) -> SamplerOptions:
+    kw.setdefault("num_levels", 40)
+    return SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, samples=1, sigma_start=2.0, **kw)
+
+
+def test_pnp_noiseless_mri_reaches_the_posterior_mean(mu):
+    """Plug-and-play is a fixed-point method, not a sampler: for a Gaussian prior its denoiser is the prior's
+    proximal map, so alternating it with the exact projection converges to the posterior mean (= MAP) without
+    Monte-Carlo error, and the measured k-space is kept."""
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=_gen(6))
+    y = op.A(x)
+    post = complex_to_channels(ifft2c(mask * y + (1 - mask) * _k_of(_complex_mean(mu))))
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False)
+    assert _rms(res.mean - post) < 1e-3 * _rms(op.A_dagger(y) - post), _rms(res.mean - post)
+    torch.testing.assert_close(op.A(res.mean), y, atol=1e-5, rtol=0)
+    assert res.nfe == 40 and res.std is None
+
+
+def test_pnp_noisy_kspace_reaches_the_wiener_estimate(mu):
+    """With noisy k-space the data step is the proximal map of the likelihood at the denoiser's level; annealed
+    down, the iteration converges to the MAP, for a Gaussian prior the Wiener estimate."""
+    noise_std = 0.1
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    g = _gen(8)
+    x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=g)
+    y = op.A(x) + noise_std * op.A(torch.randn(x.shape, generator=g))
+    k_mu = _k_of(_complex_mean(mu))
+    w = S**2 / (S**2 + noise_std**2)
+    wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
+    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False, noise_std=noise_std)
+    assert _rms(res.mean - wiener) < 0.05 * _rms(op.A_dagger(y) - wiener), _rms(res.mean - wiener)
+
+
+def test_pnp_inpainting_keeps_known_pixels_and_renoise_is_seeded(mu):
+    g = _gen(4)
+    x = mu + S * torch.randn(2, 1, H, W, generator=g)
+    mask = (torch.rand(H, W, generator=g) > 0.5).float()
+    y = x * mask
+    prior = GaussianPrior(mu, S)
+    res = solvers.inpaint(prior, y, mask, _pnp(num_levels=8))
+    known = mask.bool().expand_as(x)
+    assert torch.equal(res.mean[known], y[known]) and res.nfe == 8
+    post = y + (1 - mask) * mu  # unknown pixels of an isotropic Gaussian: the prior mean
+    assert _rms(res.mean - post) < 0.01 * _rms(y - post)
+    noisy = [solvers.inpaint(prior, y, mask, dataclasses.replace(_pnp(num_levels=8), renoise=0.5, seed=s)).mean
+             for s in (1, 1, 2)]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
+    with pytest.raises(ValueError, match="renoise"):
+        build_sampler("pnp", renoise=1.5)

@@ -15,13 +15,39 @@ ALD49 = Candidate("ald", 16, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0))
 DDIM = Candidate("ddim", 20, 1, 3.0, (("eta", 1.0),))
 
 
-def _trial(task: str, cand: Candidate, psnr: float) -> Trial:
-    return Trial(task, cand, psnr, 0.9, cand.nfe(), 1.0)
+PNP = Candidate("pnp", 20, 1, 1.0, (("renoise", 0.0),))
+HOLE = Candidate("pnp", 20, 1, 10.0, (("renoise", 1.0),))
+
+
+def _trial(task: str, cand: Candidate, psnr: float, key: str = "") -> Trial:
+    return Trial(task, cand, psnr, 0.9, cand.nfe(), 1.0, key)
 
 
 def test_grid_respects_the_budgets():
     assert all(c.nfe() <= 50 for c in default_candidates())
-    assert {c.sampler for c in default_candidates()} == {"ald", "ddim", "pc"}
+    assert {c.sampler for c in default_candidates()} == {"ald", "pnp"}
+    assert {k for c in default_candidates() for k in c.kinds} == {"mri", "inpaint", "inpaint-hole"}
+
+
+def test_large_holes_get_their_own_override_and_scattered_pixels_fall_back():
+    """Box inpainting solves under ``inpaint-hole`` (its mask has a large hole), 70 % missing pixels under
+    ``inpaint``; each gets its own best setting, and a preset without a hole override falls back to inpaint's."""
+    import torch
+
+    from medscore.evaluation import TASKS, degrade
+    from medscore.tuning import preset_key
+
+    ref = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(0))
+    assert preset_key(TASKS["inpaint-box"], degrade(TASKS["inpaint-box"], ref)) == "inpaint-hole"
+    assert preset_key(TASKS["inpaint-70"], degrade(TASKS["inpaint-70"], ref)) == "inpaint"
+    assert preset_key(TASKS["mri-1d-4x"], degrade(TASKS["mri-1d-4x"], ref)) == "mri"
+    trials = [_trial("mri-1d-4x", PNP, 33.0, "mri"), _trial("mri-1d-4x", ALD, 27.6, "mri"),
+              _trial("inpaint-70", PNP, 31.0, "inpaint"), _trial("inpaint-70", ALD, 27.0, "inpaint"),
+              _trial("inpaint-box", PNP, 19.0, "inpaint-hole"), _trial("inpaint-box", HOLE, 28.6, "inpaint-hole")]
+    fast = choose_presets(trials)["fast"]
+    assert fast.sampler == "pnp" and "inpaint" not in fast.tasks  # scattered pixels: same as MRI, no override
+    assert fast.for_task("inpaint-hole").sigma_start == 10.0 and fast.for_task("inpaint-hole").settings["renoise"] == 1
+    assert fast.for_task("inpaint").sigma_start == 1.0
 
 
 def test_best_within_budget_per_kind_with_inpainting_override():

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 err_console = Console(stderr=True)
@@ -28,7 +29,7 @@ def handle_errors() -> Iterator[None]:
         if os.environ.get("MEDSCORE_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

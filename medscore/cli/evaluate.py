@@ -145,7 +145,7 @@ def _targets(tables) -> str:
         need = 2.0 if t.task == "mri-1d-8x" else (0.0 if t.task == "inpaint-box" else 1.0)
         lines.append(_row(t.label, f"{name} >= best classical ({best.split(' (')[0]}) + {need:g} dB",
                           float(main.psnr.mean()) - b, need))
-        if "medscore ald" in ms and "medscore default" in ms and t.task.split("-")[0] != "denoise":
+        if "medscore ald" in ms and "medscore default" in ms and _default_uses_presets(t.kind):
             d = float(ms["medscore default"].psnr.mean() - ms["medscore ald"].psnr.mean())
             lines.append(_row(t.label, "default (<= 50 NFE) >= the 200-NFE ald preset - 0.3 dB", d, -0.3))
         tv = next((k for k in t.results if k.startswith("TV-CS")), None)
@@ -153,6 +153,14 @@ def _targets(tables) -> str:
             d = float(ms["medscore fast"].psnr.mean() - t.results[tv].psnr.mean())
             lines.append(_row(t.label, "fast (<= 20 NFE) >= TV-CS + 0.5 dB", d, 0.5))
     return "\n".join(lines) + "\n"
+
+
+def _default_uses_presets(kind: str) -> bool:
+    """Whether the task's default medscore method runs the sampler presets (not so for Tweedie denoising)."""
+    from ..tasks import get_task
+
+    task = get_task(kind)
+    return task.methods[0] not in task.preset_free_methods
 
 
 def _row(label: str, target: str, diff: float, need: float) -> str:

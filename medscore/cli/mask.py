@@ -13,7 +13,7 @@ from ._common import console, handle_errors
 def mask_command(
     shape: Annotated[tuple[int, int], typer.Option(help="image size H W")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output .npy")],
-    pattern: Annotated[str, typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson (2D, shape (H, W))")] = "random",
+    pattern: Annotated[str, typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson | poisson-vd (2D, shape (H, W); poisson-vd: the usual variable density, needs sigpy)")] = "random",
     accel: Annotated[float, typer.Option(help="acceleration factor R")] = 4.0,
     center: Annotated[float, typer.Option(help="fully sampled centre fraction")] = 0.08,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -28,7 +28,7 @@ def mask_command(
         from ..physics import acceleration, make_mask
         from ..validation import check_choice, check_int
 
-        check_choice("--pattern", pattern, ("random", "equispaced", "poisson"))
+        check_choice("--pattern", pattern, ("random", "equispaced", "poisson", "poisson-vd"))
         if out.suffix != ".npy":
             raise InputError(f"--out must end in .npy, got {out.name}")
         check_int("--max-size", max_size, 2)

@@ -17,9 +17,10 @@ OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="output NIfT
 SamplesOpt = Annotated[Optional[int], typer.Option(help="posterior samples averaged into the estimate (std written when > 1); default: the preset's")]
 PresetOpt = Annotated[str, typer.Option(help="sampler preset: fast (<= 20 NFE), default (<= 50), best; ald, ald-fast, "
                                               "ald-best = the first release's annealed Langevin; a model's own table may add more")]
-SamplerOpt = Annotated[Optional[str], typer.Option(help="override the preset's sampler: ddim, pc or ald")]
+SamplerOpt = Annotated[Optional[str], typer.Option(help="override the preset's sampler: pnp, ddim, pc or ald")]
 EtaOpt = Annotated[Optional[float], typer.Option(help="ddim: share of fresh noise per step, 0 (deterministic) to 1")]
 SnrOpt = Annotated[Optional[float], typer.Option(help="pc: signal-to-noise ratio of the Langevin corrector steps")]
+RenoiseOpt = Annotated[Optional[float], typer.Option(help="pnp: fresh noise re-injected per level, 0 (deterministic) to 1")]
 AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
 BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory allows)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
@@ -46,7 +47,8 @@ def _progress(description: str) -> Iterator:
 
 
 def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None,
-          sampler: str | None = None, eta: float | None = None, snr: float | None = None):
+          sampler: str | None = None, eta: float | None = None, snr: float | None = None,
+          renoise: float | None = None):
     from ..solvers import SamplerOptions
     from ..errors import InputError
     from ..sampling import PRESETS
@@ -61,11 +63,14 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
         if value is not None:
             check_positive(name, value)
     opts = SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start,
-                          sampler=sampler, eta=eta, snr=snr)
+                          sampler=sampler, eta=eta, snr=snr, renoise=renoise)
     try:
         opts.resolve().build()  # unknown sampler, a setting the sampler lacks, eta outside [0, 1]: one line now
     except ValueError as exc:
-        raise InputError(str(exc).replace("eta ", "--eta ").replace("snr ", "--snr ")) from None
+        msg = str(exc)
+        for name in ("eta", "snr", "renoise"):
+            msg = msg.replace(f"{name} ", f"--{name} ")
+        raise InputError(msg) from None
     return opts
 
 
@@ -75,21 +80,31 @@ def reconstruct_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
+    smaps: Annotated[Optional[Path], typer.Option(
+        help="multi-coil k-space: coil maps .npy/.h5, (S, C, H, W) or (C, H, W); default: estimated by ESPIRiT "
+             "(pip install \"medscore\\[mri]\")")] = None,
+    crop: Annotated[Optional[int], typer.Option(
+        help="k-space: centre crop of the fastMRI .h5 output, e.g. 320 (320 x 320)")] = None,
 ) -> None:
-    """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it."""
+    """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it; or
+    reconstruct measured single- or multi-coil k-space (mask inferred, coil maps estimated, unless given)."""
     with handle_errors():
         from ..errors import InputError
         from ..reconstruct import is_kspace_file, reconstruct_file, reconstruct_kspace_file
+        from ..tasks import get_task
 
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr)
+        task = get_task("mri")
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise)
         is_kspace = is_kspace_file(scan)
-        preflight(scan, out, "medscore", axis=axis, batch_size=batch_size, kspace=is_kspace)
-        with _progress("reconstructing") as progress:
+        preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size, kspace=is_kspace)
+        with _progress(task.progress_label) as progress:
             if is_kspace:
                 report = reconstruct_kspace_file(scan, mask, model=model, out=out, opts=opts, batch_size=batch_size,
-                                                 device=device, progress=progress)
+                                                 device=device, progress=progress, smaps=smaps, crop=crop)
             else:
+                if smaps is not None or crop is not None:
+                    raise InputError("--smaps and --crop apply to k-space inputs (.h5, complex .npy)")
                 if mask is None:
                     raise InputError("--mask is required for image inputs (make one with `medscore mask`)")
                 report = reconstruct_file(scan, mask, model=model, out=out, opts=opts, axis=axis,
@@ -105,18 +120,19 @@ def inpaint_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
     with handle_errors():
         from ..reconstruct import inpaint_file
-
+        from ..tasks import get_task
         from ..validation import check_mask_or_missing
 
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr)
+        task = get_task("inpaint")
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise)
         check_mask_or_missing(mask, missing)
-        preflight(scan, out, "inpainted", axis=axis, batch_size=batch_size)
-        with _progress("inpainting") as progress:
+        preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size)
+        with _progress(task.progress_label) as progress:
             report = inpaint_file(scan, mask, missing=missing, mask_seed=seed, model=model, out=out, opts=opts,
                                   axis=axis, batch_size=batch_size, device=device, progress=progress,
                                   **series_option(inpaint_file, series))
@@ -132,23 +148,25 @@ def denoise_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
         from ..errors import InputError
         from ..reconstruct import denoise_file
+        from ..tasks import get_task
 
-        if method not in ("tweedie", "sampler", "langevin"):
+        task = get_task("denoise")
+        if method not in task.methods:
             raise InputError(f"--method must be tweedie or sampler, got {method!r}")
         from ..validation import check_positive
 
-        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr)
+        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise)
         for name, value in (("--noise-std", noise_std), ("--add-noise", add_noise)):
             if value is not None:
                 check_positive(name, value)
-        preflight(scan, out, "denoised", axis=axis, batch_size=batch_size)
-        with _progress("denoising") as progress:
+        preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size)
+        with _progress(task.progress_label) as progress:
             report = denoise_file(scan, noise_std=noise_std, add_noise=add_noise, noise_seed=seed, method=method,
                                   model=model, out=out, opts=opts, axis=axis, batch_size=batch_size, device=device,
                                   progress=progress, **series_option(denoise_file, series))
@@ -160,13 +178,13 @@ def sample_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="output PNG grid (a .npy with the arrays is written beside it)")] = Path("samples.png"),
     size: Annotated[int, typer.Option(help="image size in pixels (square)")] = 64,
     model: ModelOpt = None, preset: PresetOpt = "default", device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None,
+    step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
 ) -> None:
     """Draw unconditional samples from the prior with annealed Langevin dynamics (Algorithm 1)."""
     with handle_errors():
         from ..api import sample_to_files
 
         with _progress("sampling") as progress:
-            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr),
+            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise),
                                          device=device, progress=progress)
         console.print(f"{n} samples, {nfe} NFE each: {paths[0]} and {paths[1]}")

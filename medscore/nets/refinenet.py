@@ -60,6 +60,7 @@ class RefineNetScore(nn.Module):
             raise ValueError(f"in_channels must be >= 1 and ngf >= 4, got {in_channels}, {ngf}")
         if conditioning not in ("index", "continuous", "none"):
             raise ValueError(f"conditioning must be 'index', 'continuous' or 'none', got {conditioning!r}")
+        self.in_channels = in_channels  # 1: magnitude prior; 2: complex prior (real, imaginary channels)
         sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
         if sigmas.ndim != 1 or len(sigmas) < 1 or bool((sigmas <= 0).any()):
             raise ValueError("sigmas must be a non-empty 1D tensor of positive noise levels")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .base import LinearOperator, MaskedUnitary, real_inner
+from .coils import calibration_width, estimate_smaps, estimate_smaps_volume, map_correlation
 from .consistency import DataConsistency, GradientStep, HardProjection, NoisyProjection
 from .denoising import Denoising, estimate_noise_std
-from .inpainting import Inpainting
+from .inpainting import Inpainting, largest_hole_radius
 from .masks import MaskError, acceleration, expand_mask, make_mask, validate_mask
 from .mri import (
     MultiCoilMRI,
@@ -16,12 +17,22 @@ from .mri import (
     ifft2c,
     normalize_smaps,
 )
+from .simulate import SimulatedAcquisition, birdcage_smaps, random_phase, simulate_multicoil
 
 __all__ = [
     "LinearOperator",
     "MaskedUnitary",
     "real_inner",
     "Inpainting",
+    "largest_hole_radius",
+    "estimate_smaps",
+    "estimate_smaps_volume",
+    "calibration_width",
+    "map_correlation",
+    "SimulatedAcquisition",
+    "simulate_multicoil",
+    "birdcage_smaps",
+    "random_phase",
     "Denoising",
     "estimate_noise_std",
     "SingleCoilMRI",

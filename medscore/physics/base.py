@@ -8,6 +8,8 @@ as a complex tensor have the same geometry, and ``A_adjoint`` is the adjoint of 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -80,6 +82,11 @@ class LinearOperator:
         """Gradient of ``0.5 ||A x - y||^2``: ``A^H (A x - y)``."""
         return self.A_adjoint(self.A(x) - y)
 
+    def repeat_interleave(self, n: int) -> "LinearOperator":
+        """The operator for a batch in which every image appears ``n`` times in a row (the chains of one image
+        in ``medscore.solvers.solve``): per-image parts (masks, coil maps) are repeated, shared ones kept."""
+        return self
+
     def adjointness_error(self, x: Tensor, y: Tensor) -> float:
         """Relative error ``|<Ax, y> - <x, A^H y>| / |<Ax, y>|`` (test helper; syncs to host)."""
         lhs = real_inner(self.A(x), y)
@@ -137,8 +144,9 @@ class MaskedUnitary(LinearOperator):
     def T_adjoint(self, k: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _mask_for(self, t: Tensor) -> Tensor:
-        """The mask on ``t``'s device (cached there), after checking it broadcasts to (H, W)."""
+    def mask_for(self, t: Tensor) -> Tensor:
+        """The 0/1 mask of the measured entries, on ``t``'s device (cached there), after checking that it
+        broadcasts against ``t`` (measurements or ``T`` of an image), e.g. to add noise to measured samples only."""
         m = self.mask
         if m.ndim == 4:  # one mask per sample: (B, 1, H, W) against (B, C, H, W)
             if t.ndim != 4 or m.shape[-2:] != t.shape[-2:] or m.shape[0] not in (1, t.shape[0]):
@@ -152,16 +160,24 @@ class MaskedUnitary(LinearOperator):
 
     def A(self, x: Tensor) -> Tensor:
         k = self.T(x)
-        return self._mask_for(k) * k
+        return self.mask_for(k) * k
 
     def A_adjoint(self, y: Tensor) -> Tensor:
-        return self.T_adjoint(self._mask_for(y) * y)
+        return self.T_adjoint(self.mask_for(y) * y)
 
     def A_dagger(self, y: Tensor) -> Tensor:
         return self.A_adjoint(y)
 
+    def repeat_interleave(self, n: int) -> "MaskedUnitary":
+        """Per-image masks (B, 1, H, W) repeated ``n`` times each; a mask shared by the batch is kept."""
+        if n == 1 or self.mask.ndim != 4 or self.mask.shape[0] == 1:
+            return self
+        out = copy.copy(self)
+        out.mask = self.mask.repeat_interleave(n, dim=0)
+        return out
+
     def project(self, x: Tensor, y: Tensor) -> Tensor:
         k = self.T(x)
         # where() rather than k + M (y - k) so measured samples equal y bit for bit.
-        return self.T_adjoint(torch.where(self._mask_for(k) > 0, y.to(k.dtype), k))
+        return self.T_adjoint(torch.where(self.mask_for(k) > 0, y.to(k.dtype), k))
 

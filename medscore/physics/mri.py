@@ -6,6 +6,8 @@ centred (DC at index (H // 2, W // 2)); masks are (H, W) or (W,) (phase-encode l
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from monai.networks.blocks.fft_utils_t import fftn_centered_t, ifftn_centered_t
 from torch import Tensor
@@ -83,7 +85,7 @@ class SingleCoilMRI(MaskedUnitary):
 
     def zero_filled_magnitude(self, y: Tensor) -> Tensor:
         """``|F^H M y|`` as (B, 1, H, W): the usual zero-filled baseline, whatever the image mode."""
-        return ifft2c(self._mask_for(y) * y).abs()
+        return ifft2c(self.mask_for(y) * y).abs()
 
 
 class MultiCoilMRI(LinearOperator):
@@ -121,3 +123,11 @@ class MultiCoilMRI(LinearOperator):
     def zero_filled(self, y: Tensor) -> Tensor:
         """Coil-combined zero-filled image ``A^H y`` (the least-squares solution for normalised smaps)."""
         return self.A_adjoint(y)
+
+    def repeat_interleave(self, n: int) -> "MultiCoilMRI":
+        """Per-image coil maps (B, K, H, W) repeated ``n`` times each; maps shared by the batch are kept."""
+        if n == 1 or self.smaps.shape[0] == 1:
+            return self
+        out = copy.copy(self)
+        out.smaps = self.smaps.repeat_interleave(n, dim=0)
+        return out

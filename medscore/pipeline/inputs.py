@@ -1,16 +1,32 @@
-"""Reading what the file-level tasks take besides the scan: 0/1 masks and measured k-space."""
+"""Reading what the file-level tasks take besides the scan: 0/1 masks, measured k-space and coil maps.
+
+k-space and coil-map files are opened rather than loaded: :class:`ComplexArrayFile` reads batches of
+slices from a memory-mapped ``.npy`` or an HDF5 dataset, so a multi-coil volume is never held in memory
+whole. Layouts (centred k-space, DC at (H // 2, W // 2)): single-coil (H, W) or (S, H, W); multi-coil
+(S, C, H, W), the fastMRI ``kspace`` dataset; coil maps (S, C, H, W) or (C, H, W) shared by all slices.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from monai.utils import OptionalImportError
 
 from ..errors import InputError
 from ..physics import validate_mask
+from ..validation import MIN_SLICE
 
-__all__ = ["load_mask", "is_kspace_file", "load_kspace"]
+__all__ = ["load_mask", "is_kspace_file", "load_kspace", "ComplexArrayFile", "open_kspace", "open_smaps",
+           "KSPACE_KEYS", "SMAPS_KEYS"]
+
+KSPACE_KEYS = ("kspace",)
+"""HDF5 dataset holding k-space (the fastMRI name)."""
+SMAPS_KEYS = ("smaps", "sens_maps", "maps")
+"""HDF5 datasets tried, in order, for coil maps; a file with a single dataset may use any name."""
 
 
 def load_mask(mask: str | Path | np.ndarray, slice_shape: tuple[int, int]) -> np.ndarray:
@@ -45,37 +61,129 @@ def is_kspace_file(path: str | Path) -> bool:
         return False
 
 
-def load_kspace(path: str | Path) -> np.ndarray:
-    """Single-coil k-space as complex64 (N, H, W), centred: a complex .npy ((H, W) or (N, H, W)) or a
-    fastMRI .h5 file read with MONAI's ``FastMRIReader`` (needs h5py: ``pip install h5py``)."""
+@dataclass
+class ComplexArrayFile:
+    """A complex array in a file (or in memory), read in batches along its first axis.
+
+    ``data`` is a memory-mapped array, an in-memory array or an ``h5py.Dataset``; ``what`` names the
+    content in messages ("k-space", "coil maps").
+    """
+
+    path: Path
+    data: Any
+    what: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.data.shape)
+
+    def read(self, sl: slice) -> np.ndarray:
+        """Entries ``sl`` of the first axis as complex64; an InputError naming the file if any is NaN/inf."""
+        try:
+            arr = np.array(self.data[sl], dtype=np.complex64)  # a writable copy of the batch
+        except (OSError, ValueError) as exc:  # a truncated .npy or a damaged HDF5 chunk
+            raise InputError(f"cannot read {self.path.name}: {exc.__class__.__name__}: {str(exc)[:120]}") from None
+        if not np.isfinite(arr).all():
+            raise InputError(f"{self.path.name}: NaN or inf values in the {self.what}")
+        return arr
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise InputError("reading .h5 files needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _dataset(f: Any, p: Path, keys: Sequence[str], what: str) -> Any:
+    """The first of ``keys`` in the HDF5 file ``f``; else, for coil maps, its only dataset."""
+    h5py = _h5py()
+    for key in keys:
+        if isinstance(f.get(key), h5py.Dataset):
+            return f[key]
+    found = [k for k in f if isinstance(f[k], h5py.Dataset)]
+    if len(found) == 1 and keys is SMAPS_KEYS:
+        return f[found[0]]
+    names = ", ".join(found[:5]) or "none"
+    raise InputError(f"{p.name} has no {' or '.join(repr(k) for k in keys)} dataset for the {what} (found: {names})")
+
+
+def _checked(src: ComplexArrayFile) -> ComplexArrayFile:
+    if not np.issubdtype(src.data.dtype, np.complexfloating):
+        raise InputError(f"{src.path.name}: {src.what} must be complex-valued, got {src.data.dtype}")
+    if src.data.ndim == 2:  # one slice: give it its slice axis
+        src.data = np.asarray(src.data[()])[None]
+    return src
+
+
+@contextlib.contextmanager
+def _open(path: str | Path, keys: Sequence[str], what: str) -> Iterator[ComplexArrayFile]:
+    """Open a complex .npy (memory-mapped) or an .h5 dataset; one-line InputErrors for unreadable files."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"k-space file not found: {p}")
-    if p.suffix.lower() == ".h5":
+        raise InputError(f"{what} file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix not in (".npy", ".h5"):
+        raise InputError(f"{what} must be a complex .npy or a fastMRI-style .h5 file, got {p.name}")
+    if suffix == ".npy":
         try:
-            from monai.apps.reconstruction.fastmri_reader import FastMRIReader
+            data = np.load(p, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"cannot read {p.name}: not a valid .npy array ({exc.__class__.__name__})") from None
+        yield _checked(ComplexArrayFile(p, data, what))
+        return
+    h5py = _h5py()
+    try:
+        f = h5py.File(p, "r")
+    except Exception as exc:
+        raise InputError(f"cannot read {p.name}: not a readable HDF5 file ({exc.__class__.__name__})") from None
+    with f:
+        yield _checked(ComplexArrayFile(p, _dataset(f, p, keys, what), what))
 
-            reader = FastMRIReader()
-            data, _ = reader.get_data(reader.read(str(p)))
-        except (ImportError, OptionalImportError) as exc:  # h5py missing
-            raise InputError(f"reading fastMRI .h5 needs h5py (pip install h5py): {exc.__class__.__name__}") from None
-        except Exception as exc:
-            raise InputError(f"cannot read {p.name}: {exc.__class__.__name__}: {str(exc)[:160]}") from None
-    elif p.suffix.lower() == ".npy":
-        try:
-            data = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"cannot read {p.name}: {exc.__class__.__name__}") from None
+
+@contextlib.contextmanager
+def open_kspace(path: str | Path) -> Iterator[ComplexArrayFile]:
+    """Measured centred k-space: a complex .npy or a fastMRI .h5 (dataset ``kspace``), opened for batch reads.
+
+    Accepted layouts: single-coil (H, W) (read as one slice) or (S, H, W), multi-coil (S, C, H, W);
+    anything else, a real dtype or slices smaller than ``MIN_SLICE`` is an InputError naming the file.
+    """
+    with _open(path, KSPACE_KEYS, "k-space") as src:
+        shape = src.shape
+        if len(shape) not in (3, 4) or min(shape) < 1:
+            raise InputError(f"{src.path.name}: expected single-coil (S, H, W) or multi-coil (S, C, H, W) "
+                             f"k-space, got shape {shape}")
+        if min(shape[-2:]) < MIN_SLICE:
+            raise InputError(f"{src.path.name}: k-space slices of {shape[-2]} x {shape[-1]} are too small "
+                             f"(need at least {MIN_SLICE} x {MIN_SLICE}); got shape {shape}")
+        yield src
+
+
+def load_kspace(path: str | Path) -> np.ndarray:
+    """Single-coil k-space as complex64 (N, H, W), centred: a complex .npy ((H, W) or (N, H, W)) or a
+    fastMRI .h5 file (needs h5py). Multi-coil files are refused: see ``reconstruct_multicoil_file``."""
+    with open_kspace(path) as src:
+        if len(src.shape) == 4:
+            raise InputError(f"{src.path.name}: multi-coil k-space {src.shape} is read by reconstruct_multicoil_file "
+                             "(coil maps estimated, or given with smaps=)")
+        return src.read(slice(None))
+
+
+@contextlib.contextmanager
+def open_smaps(smaps: str | Path | np.ndarray, kspace_shape: tuple[int, ...]) -> Iterator[ComplexArrayFile]:
+    """Coil maps for multi-coil k-space of ``kspace_shape`` (S, C, H, W): a complex .npy, an .h5 (dataset
+    ``smaps``, ``sens_maps``, ``maps`` or its only one) or an array, shaped (S, C, H, W) or (C, H, W)."""
+    s, c, h, w = kspace_shape
+    if isinstance(smaps, (str, Path)):
+        opened = _open(smaps, SMAPS_KEYS, "coil maps")
     else:
-        raise InputError(f"k-space must be a complex .npy or a fastMRI .h5 file, got {p.name}")
-    data = np.asarray(data)
-    if not np.iscomplexobj(data):
-        raise InputError(f"{p.name}: k-space must be complex-valued")
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim == 4:
-        raise InputError(f"{p.name}: multi-coil k-space {data.shape} needs coil sensitivity maps; "
-                         "use the Python API (reconstruct_mri with smaps) or coil-combine first")
-    if data.ndim != 3 or not np.isfinite(data).all():
-        raise InputError(f"{p.name}: expected finite single-coil k-space (H, W) or (N, H, W), got {data.shape}")
-    return data.astype(np.complex64)
+        arr = np.asarray(smaps)
+        if not np.iscomplexobj(arr):
+            raise InputError(f"smaps must be complex-valued, got {arr.dtype}")
+        opened = contextlib.nullcontext(ComplexArrayFile(Path("smaps array"), arr, "coil maps"))
+    with opened as maps:
+        if maps.shape not in ((s, c, h, w), (c, h, w)):
+            raise InputError(f"{maps.path.name}: coil maps of shape {maps.shape} do not fit the k-space: "
+                             f"expected (S, C, H, W) = {(s, c, h, w)} or (C, H, W) = {(c, h, w)}")
+        yield maps

@@ -15,7 +15,7 @@ from ..checkpoint import LoadedModel
 from ..models import load_prior
 from ..scanio import Scan, load_scan
 from ..solvers import SamplerOptions
-from ..train import resolve_device
+from ..devices import resolve_device
 from ..transforms import RobustScaleIntensity, unscale_intensity
 from ..validation import check_slice_shape
 from .memory import resolve_batch_size

@@ -1,70 +1,42 @@
-"""Measured single-coil k-space -> complex reconstruction (prior on real and imaginary parts) -> magnitude NIfTI."""
+"""Measured k-space files: single coil here, multi coil handed to :mod:`.multicoil` (one driver for both)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from ..models import load_prior
-from ..physics import SingleCoilMRI, validate_mask
-from ..scanio import Scan
-from ..solvers import SamplerOptions, SolverResult, reconstruct_mri
-from ..train import resolve_device
-from ..transforms import RobustScaleIntensity
-from .inputs import load_kspace, load_mask
-from .job import RunReport, batch_options, model_width
-from .memory import resolve_batch_size
-from .outputs import Panel, default_output, plan_outputs, write_outputs
-from .volume import Progress, channel_magnitude, stream, volume_of
+from ..errors import InputError
+from ..solvers import SamplerOptions
+from .inputs import open_kspace
+from .job import RunReport
+from .multicoil import Crop, reconstruct_measured, reconstruct_multicoil_file
+from .volume import Progress
 
 __all__ = ["reconstruct_kspace_file"]
 
 
-def _zero_filled(op: SingleCoilMRI, k: np.ndarray, m_t: torch.Tensor, chunk: int) -> np.ndarray:
-    """|A^+ y| of every slice (N, H, W), computed ``chunk`` slices at a time."""
-    zf = np.empty(k.shape, dtype=np.float32)
-    for start in range(0, len(k), chunk):
-        y = torch.from_numpy(k[start:start + chunk, None]).to(m_t.device) * m_t
-        zf[start:start + chunk] = torch.linalg.vector_norm(op.A_dagger(y), dim=1).cpu().numpy()
-    return zf
-
-
-def reconstruct_kspace_file(kspace: str | Path, mask: str | Path | np.ndarray | None, *, model=None,
+def reconstruct_kspace_file(kspace: str | Path, mask: str | Path | np.ndarray | None, *, model: Any = None,
                             out: str | Path | None = None, opts: SamplerOptions | None = None,
-                            batch_size: int | str = 4, device: str = "auto", progress: Progress | None = None) -> RunReport:
-    """Reconstruct measured single-coil k-space (complex image, prior on real and imaginary parts).
+                            batch_size: int | str = 4, device: str = "auto", progress: Progress | None = None,
+                            smaps: str | Path | np.ndarray | None = None, crop: Crop = None) -> RunReport:
+    """Reconstruct measured k-space: a complex image, with the prior on its real and imaginary parts (or a
+    2-channel complex prior on the image itself).
 
-    ``mask`` None takes the sampled locations from the non-zero k-space entries. There is no reference,
-    so no metrics. The output is the magnitude image (H, W, N) with an identity affine (k-space files carry
-    no patient geometry). ``batch_size``: slices per solver call, or ``"auto"``.
+    Single coil ((H, W) or (S, H, W)) uses the masked FFT; multi coil ((S, C, H, W)) goes to
+    :func:`~medscore.pipeline.multicoil.reconstruct_multicoil_file` with ``smaps`` (None: estimated).
+    ``mask`` None takes the sampled locations from the non-zero k-space entries. There is no reference, so
+    no metrics. Outputs: the magnitude NIfTI (H, W, S) with an identity affine (k-space files carry no
+    patient geometry), the complex image .npy, a fastMRI .h5 (centre-cropped to ``crop``) and a JSON sidecar
+    (:mod:`medscore.pipeline.fastmri`). ``batch_size``: slices per solver call, or ``"auto"``.
     """
-    dev = resolve_device(device)
-    prior = load_prior(model, dev)
-    k = load_kspace(kspace)
-    n, shape = len(k), k.shape[1:]
-    m = load_mask(mask, shape) if mask is not None else validate_mask((np.abs(k) > 0).any(0).astype(np.float32), shape)
-    m_t = torch.from_numpy(np.array(np.broadcast_to(m, shape), dtype=np.float32)).to(dev)  # a writable copy
-    op = SingleCoilMRI(m_t, real_input=False)
-    opts = opts or SamplerOptions()
-    plan = plan_outputs(default_output(kspace, out, "medscore"), kspace, mask)
-    bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), opts.n_samples(), channels=2)
-    zf = _zero_filled(op, k, m_t, bs)
-    scale = RobustScaleIntensity(0.0, prior.percentiles[1]).scale_of(zf)[1]  # magnitude scale; k-space admits no offset
-
-    def solve(sl: slice, cb) -> SolverResult:
-        y = torch.from_numpy(k[sl][:, None]).to(dev) * m_t
-        return reconstruct_mri(prior.model, y / scale, m_t, batch_options(opts, sl), real_image=False, callback=cb)
-
-    res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
-    geometry = Scan(np.empty((*shape, n), dtype=np.float32), np.eye(4), None, "kspace", None)
-    volumes = {"output": volume_of(res.mean * scale, 2, geometry.data.shape),
-               "zerofilled": volume_of(zf, 2, geometry.data.shape)}
-    if res.std is not None:
-        volumes["std"] = volume_of(res.std * scale, 2, geometry.data.shape)
-    mid = n // 2
-    panel = Panel([zf[mid] / scale, volumes["output"][..., mid] / scale], ["zero-filled", "medscore"])
-    report = RunReport("mri-kspace", nfe=res.nfe, seconds=res.seconds, slices=n)
-    report.outputs.update(write_outputs(geometry, plan, volumes, panel))
-    return report
+    with open_kspace(kspace) as src:
+        if len(src.shape) == 3:
+            if smaps is not None:
+                raise InputError(f"{src.path.name}: coil maps need multi-coil k-space (S, C, H, W); this file is "
+                                 f"single-coil {src.shape}")
+            return reconstruct_measured(src, mask, None, inputs=(kspace, mask), model=model, out=out, opts=opts,
+                                        batch_size=batch_size, crop=crop, device=device, progress=progress)
+    return reconstruct_multicoil_file(kspace, mask, smaps=smaps, model=model, out=out, opts=opts,
+                                      batch_size=batch_size, crop=crop, device=device, progress=progress)

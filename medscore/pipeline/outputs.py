@@ -1,4 +1,5 @@
-"""Output naming and writing, in one place: ``OUT``, ``OUT_<name>.nii.gz`` and ``OUT_panel.png``.
+"""Output naming and writing, in one place: ``OUT``, ``OUT_<name>.nii.gz``, ``OUT_panel.png`` and, for k-space
+runs, ``OUT_complex.npy``, ``OUT.h5`` and ``OUT.json`` (OUT without its .nii.gz).
 
 Every file a run may write is known before any compute: the folder is checked writable and no
 output may overwrite an input. Results are checked finite before the first file is written.
@@ -19,10 +20,13 @@ from ..fileio import check_not_input
 from ..scanio import Scan, output_paths, save_like
 from ..viz import save_panel
 
-__all__ = ["DERIVED", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs", "Panel"]
+__all__ = ["DERIVED", "KSPACE_FILES", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs",
+           "Panel"]
 
 DERIVED = ("zerofilled", "masked", "noisy", "std")
 """Names of the NIfTI files written beside ``OUT`` (as ``OUT_<name>.nii.gz``) by some task."""
+KSPACE_FILES = {"complex": "_complex.npy", "fastmri": ".h5", "sidecar": ".json"}
+"""Other files of k-space runs, named ``<OUT stem><suffix>``: complex image, fastMRI .h5, JSON sidecar."""
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,18 @@ class OutputPlan:
         return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else self.output.stem
 
     def path(self, name: str) -> Path:
-        """``output`` -> OUT, ``panel`` -> OUT_panel.png, any other name -> OUT_<name>.nii.gz."""
+        """``output`` -> OUT, ``panel`` -> OUT_panel.png, :data:`KSPACE_FILES` -> e.g. OUT_complex.npy, OUT.h5,
+        OUT.json (OUT without .nii.gz), any other name -> OUT_<name>.nii.gz."""
         if name == "output":
             return self.output
         if name == "panel":
             return self.output.with_name(f"{self.stem}_panel.png")
+        if name in KSPACE_FILES:
+            return self.output.with_name(self.stem + KSPACE_FILES[name])
         return self.output.with_name(f"{self.stem}_{name}.nii.gz")
 
     def all_paths(self) -> dict[str, Path]:
-        """Every file a run may write, by name."""
+        """Every file an image run may write, by name (k-space runs also write :data:`KSPACE_FILES`)."""
         return {name: self.path(name) for name in ("output", *DERIVED, "panel")}
 
 
@@ -76,7 +83,7 @@ def plan_outputs(out: str | Path, *inputs: str | Path | np.ndarray | None) -> Ou
         raise InputError(f"output must be a .nii or .nii.gz file, got {out.name}")
     plan = OutputPlan(out)
     files = [p for p in inputs if isinstance(p, (str, Path))]
-    for p in plan.all_paths().values():
+    for p in [*plan.all_paths().values(), *(plan.path(name) for name in KSPACE_FILES)]:
         check_not_input(p, *files)
     check_writable(out.parent)
     return plan

@@ -37,7 +37,8 @@ class Preset:
         sigma_end: the last level visited (``None`` = the model's sigma_L); stopping early at a moderate level
             returns the measurement-consistent Tweedie estimate there, closer to the posterior mean than a
             sample (higher PSNR, less texture).
-        tasks: per-task overrides of the fields above, ``{"inpaint": {"sampler": "pc", ...}}``.
+        tasks: per-task overrides of the fields above, ``{"inpaint": {"sampler": "pc", ...}}``; a key may name a
+            task regime, ``inpaint-hole`` for masks with large holes.
         note: where the values come from (tuning run, figures).
     """
 
@@ -68,8 +69,9 @@ class Preset:
         return dataclasses.replace(self, settings=settings, **changes)
 
     def for_task(self, task: str | None) -> "Preset":
-        """The preset with ``tasks[task]`` applied (itself when there is none)."""
-        over = self.tasks.get(task, {}) if task else {}
+        """The preset with ``tasks[task]`` applied (itself when there is none). A task regime such as
+        ``inpaint-hole`` (large holes) falls back to its task's override (``inpaint``) when it has none."""
+        over = (self.tasks.get(task) or self.tasks.get(task.split("-")[0], {})) if task else {}
         unknown = set(over) - set(_FIELDS)
         if unknown:
             raise ValueError(f"preset {self.name!r}: task {task!r} overrides unknown fields {sorted(unknown)}")
@@ -109,26 +111,42 @@ _ALD = {"n_steps_each": 3, "multiplier": 12.0}
 # tuned on projected MRI/inpainting chains; without a projection the NCSNv2 rule itself is used, and
 # unconditional samples start at sigma_1 with no data, so they need many more levels (200).
 _ALD_TASKS = {"sample": {"num_levels": 200, "settings": {"multiplier": 1.0}}, "denoise": {"settings": {"multiplier": 1.0}}}
+# Plug-and-play presets keep annealed Langevin for what has no measurements to project on: unconditional samples
+# and Langevin denoising (``denoise --method sampler``; the default denoiser is the one-step Tweedie estimate).
+_ALD_TASKS_OF_PNP = {t: {"sampler": "ald", "num_levels": 200 if t == "sample" else 16, "sigma_start": 0.3,
+                         "settings": {**_ALD, "multiplier": 1.0}} for t in ("sample", "denoise")}
 _ALD_NOTE = ("annealed Langevin (Algorithm 1), x12 step on the NCSNv2 rule, warm start 0.3; tuned on the "
              "validation slab in the first release (4x MRI 30.5 dB at 100 NFE)")
 
 
+def _pnp(levels: int, samples: int = 1, start: float = 1.0, renoise: float = 0.0) -> dict[str, Any]:
+    return {"sampler": "pnp", "num_levels": levels, "samples": samples, "sigma_start": start,
+            "settings": {"renoise": renoise}}
+
+
 def _inpaint(levels: int, samples: int) -> dict[str, Any]:
-    # Inpainting: annealed Langevin with the x12 step diverges inside large holes (central box: 15-19 dB on the
-    # validation slab); DDIM on Tweedie estimates started high (sigma 3) is stable there (26.1 dB at 20 NFE).
-    return {"sampler": "ddim", "num_levels": levels, "samples": samples, "sigma_start": 3.0, "settings": {"eta": 1.0}}
+    # Scattered missing pixels: deterministic plug-and-play from sigma 1 (validation, 70 % missing: 31.6 dB at 20
+    # NFE against 27.7 for ald). Large holes (``inpaint-hole``: a hole radius above 8 px) need a chain that samples:
+    # plug-and-play with fresh noise at every level, started at sigma 10 (central box: 28.6 dB at 20 NFE, where
+    # deterministic plug-and-play stalls at 19 dB and ald with the x12 step diverges).
+    return {"inpaint": _pnp(levels, samples), "inpaint-hole": _pnp(levels, samples, start=10.0, renoise=1.0)}
 
 
 # Tuned with medscore.tuning on the validation slab (2 slices, 151 x 187; docs/benchmarks.md, "Tuning"). At
-# <= 20 and <= 50 NFE annealed Langevin with fewer levels beat DDIM and predictor-corrector on MRI (4x: 27.6 vs
-# 27.6 / 27.2 dB at 20 NFE, 30.2 vs 29.5 (2 chains) at 50 NFE; 8x: 22.6 vs 19.8 at 20 NFE, 24.0 at 49 NFE).
+# <= 20 and <= 50 NFE the deterministic plug-and-play iteration beat every sampler on MRI by 2-6 dB (4x: 33.1 dB at
+# 20 NFE and 34.9 at 50, against 27.6 and 30.2 for annealed Langevin; 8x: 26.0 and 26.9 against 22.6 and 24.0):
+# on this prior a posterior sample is far from the posterior mean, which is what PSNR rewards.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("fast", "ald", 6, _ALD, samples=1, sigma_start=0.3, tasks={**_ALD_TASKS, "inpaint": _inpaint(20, 1)},
-           note="19 NFE: annealed Langevin, 6 levels x 3 steps (MRI); DDIM 20 levels from sigma 3 (inpainting)"),
-    Preset("default", "ald", 16, _ALD, samples=1, sigma_start=0.3, tasks={**_ALD_TASKS, "inpaint": _inpaint(25, 2)},
-           note="49-50 NFE: annealed Langevin, 16 levels x 3 steps (MRI); mean of 2 DDIM chains of 25 (inpainting)"),
-    Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, "inpaint": _inpaint(50, 8)},
-           note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 DDIM chains of 50"),
+    Preset("fast", "pnp", 20, {"renoise": 0.0}, samples=1, sigma_start=1.0,
+           tasks={**_ALD_TASKS_OF_PNP, **_inpaint(20, 1)},
+           note="20 NFE: plug-and-play, 20 levels from sigma 1 (MRI, scattered pixels); from sigma 10 with "
+                "fresh noise (large holes)"),
+    Preset("default", "pnp", 50, {"renoise": 0.0}, samples=1, sigma_start=1.0,
+           tasks={**_ALD_TASKS_OF_PNP, **_inpaint(25, 2)},
+           note="50 NFE: plug-and-play, 50 levels from sigma 1 (MRI); mean of 2 chains of 25 (inpainting)"),
+    Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
+           note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
+                "plug-and-play chains of 50"),
     Preset("ald-fast", "ald", 33, _ALD, samples=1, sigma_start=0.3, tasks=_ALD_TASKS, note=_ALD_NOTE + "; 100 NFE"),
     Preset("ald", "ald", 33, _ALD, samples=2, sigma_start=0.3, tasks=_ALD_TASKS,
            note=_ALD_NOTE + "; the first release's default: 2 chains = 200 NFE"),

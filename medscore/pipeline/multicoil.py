@@ -1,0 +1,214 @@
+"""Measured k-space files -> complex image -> fastMRI-style outputs; multi-coil with SENSE data consistency.
+
+One driver serves single-coil (S, H, W) and multi-coil (S, C, H, W) files. It opens the file (batches are
+read lazily), makes one pass over the slices (finite check, the sampling mask when it is inferred, the
+zero-filled root-sum-of-squares image, whose robust maximum sets the intensity scale, as for single coil),
+then streams batches through :func:`medscore.solvers.reconstruct_mri`: single coil with the masked-FFT
+operator, multi coil with ``smaps`` (coil maps estimated per batch by ESPIRiT from the measured samples,
+or read from a file). Outputs are written by :func:`.fastmri.write_kspace_outputs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models import load_prior
+from ..physics import acceleration, channels_to_complex, ifft2c, normalize_smaps, validate_mask
+from ..solvers import SamplerOptions, SolverResult, presets_of, reconstruct_mri
+from ..devices import resolve_device
+from ..transforms import RobustScaleIntensity
+from .fastmri import KSpaceRun, crop_size, run_info, write_kspace_outputs
+from .inputs import ComplexArrayFile, load_mask, open_kspace, open_smaps
+from .job import RunReport, batch_options, model_width
+from .memory import resolve_batch_size
+from .outputs import default_output, plan_outputs
+from .volume import Progress, channel_magnitude, stream
+
+__all__ = ["reconstruct_multicoil_file", "reconstruct_measured", "CoilMaps", "check_prior_channels"]
+
+Crop = int | Sequence[int] | None
+
+
+class CoilMaps:
+    """Coil maps for batches of slices, scaled to ``sum_k |S_k|^2 = 1`` where non-zero (ESPIRiT's convention:
+    the image is then the coil combination whose magnitude fastMRI's root-sum-of-squares references measure).
+
+    ``file`` None: estimated slice by slice by ESPIRiT (:func:`medscore.physics.coils.estimate_smaps_volume`,
+    sigpy) from the measured k-space of the batch; else read from the file, (S, C, H, W) or (C, H, W).
+    """
+
+    def __init__(self, file: ComplexArrayFile | None = None) -> None:
+        self.file = file
+        self.seconds = 0.0
+        self._shared = file.read(slice(None)) if file is not None and len(file.shape) == 3 else None
+
+    @property
+    def source(self) -> str:
+        if self.file is None:
+            return "estimated per slice by ESPIRiT (sigpy) from the autocalibration region"
+        return f"file {self.file.path.name}" if self.file.path.suffix else "array"
+
+    def check(self, sl: slice) -> None:
+        """Read the maps of slices ``sl`` once, so bad values are refused before any compute."""
+        if self.file is not None and self._shared is None:
+            self.file.read(sl)
+
+    def check_estimable(self, mask: np.ndarray) -> None:
+        """Before any compute: sigpy is installed and the fully sampled centre is large enough for ESPIRiT."""
+        if self.file is not None:
+            return
+        if importlib.util.find_spec("sigpy") is None:
+            raise InputError("estimating coil maps needs sigpy (pip install sigpy); or pass the maps with --smaps")
+        from ..physics.coils import calibration_width
+
+        calibration_width(mask)
+
+    def batch(self, sl: slice, y: np.ndarray) -> torch.Tensor:
+        """Normalised maps (B, C, H, W) complex64 for slices ``sl`` with measured k-space ``y`` (B, C, H, W)."""
+        t0 = time.perf_counter()
+        if self._shared is not None:
+            maps = np.broadcast_to(self._shared, y.shape)
+        elif self.file is not None:
+            maps = self.file.read(sl)
+        else:
+            from ..physics.coils import estimate_smaps_volume
+
+            maps = estimate_smaps_volume(y)
+        self.seconds += time.perf_counter() - t0
+        return normalize_smaps(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.complex64)))
+
+
+def check_prior_channels(prior: Any) -> int:
+    """A prior's image channels (``model.in_channels`` in model.json): 1 (applied to the real and imaginary
+    parts) or 2 (a complex prior, applied to the complex image); anything else is an InputError."""
+    channels = int(prior.meta.get("model", {}).get("in_channels", 1))
+    if channels not in (1, 2):
+        raise InputError(f"model {Path(prior.path).parent.name} takes {channels}-channel images: complex k-space "
+                         "needs a 1-channel (magnitude) or 2-channel (complex) prior")
+    return channels
+
+
+def _coils(src: ComplexArrayFile, sl: slice) -> np.ndarray:
+    """Slices ``sl`` as (B, C, H, W); single-coil files get C = 1."""
+    k = src.read(sl)
+    return k[:, None] if k.ndim == 3 else k
+
+
+def _survey(src: ComplexArrayFile, mask: np.ndarray | None, maps: CoilMaps | None, chunk: int,
+            dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the file: every batch read (and so checked finite), the (H, W) sampling mask (``mask``, or
+    where any coil of any slice is non-zero) and the zero-filled root-sum-of-squares image (S, H, W)."""
+    n, (h, w) = src.shape[0], src.shape[-2:]
+    zf = np.empty((n, h, w), dtype=np.float32)
+    seen = torch.zeros((h, w), dtype=torch.bool, device=dev)
+    m_t = None if mask is None else torch.from_numpy(mask).to(dev)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        k = torch.from_numpy(_coils(src, sl)).to(dev)
+        if maps is not None:
+            maps.check(sl)
+        if m_t is None:
+            seen |= (k != 0).any(dim=1).any(dim=0)
+        else:
+            k = k * m_t
+        zf[sl] = torch.linalg.vector_norm(ifft2c(k), dim=1).cpu().numpy()
+    if mask is not None:
+        return mask, zf
+    if not bool(seen.any()):
+        raise InputError(f"{src.path.name}: the k-space is all zeros: nothing was measured")
+    return validate_mask(seen.cpu().numpy().astype(np.float32), (h, w)), zf
+
+
+def _scale(zf: np.ndarray, upper: float, name: str) -> float:
+    """The model-scale factor: the ``upper`` percentile of the zero-filled magnitude (k-space admits no offset)."""
+    try:
+        return RobustScaleIntensity(0.0, upper).scale_of(zf)[1]
+    except ValueError:
+        raise InputError(f"{name}: the zero-filled image is constant: nothing to reconstruct") from None
+
+
+def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | None, maps: CoilMaps | None, *,
+                         inputs: Sequence[Any], model: Any = None, out: str | Path | None = None,
+                         opts: SamplerOptions | None = None, batch_size: int | str = 4, crop: Crop = None,
+                         device: str = "auto", progress: Progress | None = None) -> RunReport:
+    """The driver: an opened k-space file (single coil with ``maps`` None, else multi coil) -> written outputs.
+
+    ``inputs``: the run's input files, which no output may overwrite.
+    """
+    t0 = time.perf_counter()
+    n, shape = src.shape[0], src.shape[-2:]
+    m_given = load_mask(mask, shape) if mask is not None else None
+    size = crop_size(crop, shape)
+    opts = opts or SamplerOptions()
+    plan = plan_outputs(default_output(src.path, out, "medscore"), *inputs)
+    dev = resolve_device(device)
+    prior = load_prior(model, dev)
+    check_prior_channels(prior)
+    chains = opts.n_samples("mri", presets_of(prior.model))
+    bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), chains, channels=2)
+    m, zf = _survey(src, m_given, maps, bs, dev)
+    if maps is not None:
+        maps.check_estimable(m)
+    scale = _scale(zf, prior.percentiles[1], src.path.name)
+    m_t = torch.from_numpy(m).to(dev)
+    image = np.empty((n, *shape), dtype=np.complex64)
+
+    def solve(sl: slice, cb: Any) -> SolverResult:
+        y = _coils(src, sl) * m
+        smaps = None if maps is None else maps.batch(sl, y).to(dev)
+        res = reconstruct_mri(prior.model, torch.from_numpy(y).to(dev) / scale, m_t, batch_options(opts, sl),
+                              real_image=False, smaps=smaps, callback=cb)
+        image[sl] = channels_to_complex(res.mean)[:, 0].cpu().numpy()
+        return res
+
+    res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
+    info = {**run_info(prior, opts), "task": "mri-kspace" if maps is None else "mri-multicoil",
+            "input": {"file": src.path.name, "shape": list(src.shape)},
+            "mask": {"source": _mask_source(mask), "acceleration": round(acceleration(m), 4)},
+            "coil_maps": None if maps is None else maps.source, "nfe_per_slice": res.nfe, "scale": scale,
+            "device": str(dev)}
+    std = None if res.std is None else res.std * np.float32(scale)
+    run = KSpaceRun(image * np.float32(scale), zf, std, scale, info)
+    run.info["timing_s"] = {"total": round(time.perf_counter() - t0, 3), "solver": round(res.seconds, 3),
+                            "coil_maps": None if maps is None else round(maps.seconds, 3)}
+    report = RunReport(info["task"], nfe=res.nfe, seconds=res.seconds, slices=n)
+    report.outputs.update(write_kspace_outputs(plan, run, size))
+    return report
+
+
+def _mask_source(mask: str | Path | np.ndarray | None) -> str:
+    if mask is None:
+        return "inferred from the k-space zero pattern (sampled where any coil is non-zero)"
+    return f"file {Path(mask).name}" if isinstance(mask, (str, Path)) else "array"
+
+
+def reconstruct_multicoil_file(kspace_path: str | Path, mask: str | Path | np.ndarray | None = None, *,
+                               smaps: str | Path | np.ndarray | None = None, model: Any = None,
+                               out: str | Path | None = None, opts: SamplerOptions | None = None,
+                               batch_size: int | str = 4, crop: Crop = None, device: str = "auto",
+                               progress: Progress | None = None) -> RunReport:
+    """Reconstruct multi-coil k-space (fastMRI .h5 ``kspace`` or complex .npy, (S, C, H, W), centred).
+
+    ``mask`` (a .npy or array, (W,) or (H, W)) None: the sampled locations are where any coil is non-zero.
+    ``smaps`` None: coil maps estimated per slice by ESPIRiT (needs ``pip install "medscore[mri]"``); else a
+    .npy/.h5 file or an array, (S, C, H, W) or (C, H, W). The image is complex (SENSE data consistency; a
+    1-channel prior acts on its real and imaginary parts, a 2-channel prior on the complex image). ``crop``
+    centre-crops the fastMRI .h5 ``reconstruction`` (``320`` -> 320 x 320). No reference: no metrics.
+    Outputs: see :mod:`medscore.pipeline.fastmri`. ``batch_size``: slices per solver call, or ``"auto"``.
+    """
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_kspace(kspace_path))
+        if len(src.shape) != 4:
+            raise InputError(f"{src.path.name}: single-coil k-space {src.shape}: use reconstruct_kspace_file "
+                             "(coil maps apply to multi-coil (S, C, H, W) k-space)")
+        maps = CoilMaps(stack.enter_context(open_smaps(smaps, src.shape)) if smaps is not None else None)
+        return reconstruct_measured(src, mask, maps, inputs=(kspace_path, mask, smaps), model=model, out=out,
+                                    opts=opts, batch_size=batch_size, crop=crop, device=device, progress=progress)

@@ -1,0 +1,25 @@
+"""The task registry: one small object per inverse problem, looked up by name.
+
+    >>> from medscore.tasks import get_task
+    >>> mri = get_task("mri")                       # doctest: +SKIP
+    >>> prob = mri.degrade(spec, ref, seed=0)       # doctest: +SKIP
+    >>> res = mri.solve_problem(model, prob, opts)  # doctest: +SKIP
+
+``mri`` (single-coil accelerated MRI), ``inpaint``, ``denoise`` and ``mri-multicoil`` (simulated multi-coil
+acquisitions, ESPIRiT coil maps) register themselves on import; a new
+task is one file with a ``@register_task`` class, imported below (see ``docs/design.md``).
+"""
+
+from __future__ import annotations
+
+from .base import (TASKS, Method, Problem, StackSolve, StackSolver, Task, TaskSpec, batch_of, get_task, per_image,
+                   register_task, task_names)
+from .mri import MRITask
+from .inpaint import InpaintTask
+from .denoise import DenoiseTask
+from .multicoil import MultiCoilSpec, MultiCoilTask
+
+__all__ = [
+    "TASKS", "Task", "TaskSpec", "Problem", "Method", "StackSolve", "StackSolver", "register_task", "get_task",
+    "task_names", "per_image", "batch_of", "MRITask", "InpaintTask", "DenoiseTask", "MultiCoilTask", "MultiCoilSpec",
+]

@@ -1,0 +1,168 @@
+"""The task interface and its registry: one small object per inverse problem (MRI, inpainting, denoising).
+
+A task knows its forward operator, the data consistency samplers see (``DataConsistency``), its warm
+start, how it simulates measurements of a reference with a fixed seed (benchmark, tuning), its classical
+baselines, and how a stack of slices is measured and solved batch by batch (file pipeline, MONAI
+inferer). The API, the CLI, the file pipeline, the inferer and the benchmark look tasks up here by name
+(``get_task("mri")``) and never compare task names themselves. Adding a task is one file with a
+``@register_task`` class, imported in ``medscore/tasks/__init__.py`` (see ``docs/design.md``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
+
+__all__ = ["TaskSpec", "Problem", "Method", "StackSolve", "StackSolver", "Task", "TASKS", "register_task",
+           "get_task", "task_names", "per_image", "batch_of"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One benchmark degradation. ``kind`` names the registered task that simulates and solves it; the other
+    fields are that task's parameters (fields another task uses keep their defaults)."""
+
+    name: str
+    kind: str
+    label: str
+    pattern: str = "random"
+    accel: float = 4.0
+    center: float = 0.08
+    kspace_noise: float = 0.0  # std of complex k-space noise (orthonormal FFT, [0, 1] image scale)
+    noise: float = 0.0
+    missing: float = 0.0
+    box: float = 0.0  # side of a central square hole, as a fraction of the smaller image side
+
+
+@dataclass
+class Problem:
+    """Degraded observations of ``ref`` (N, 1, H, W) and what each method needs: the measurements ``y``,
+    the operator ``op``, the ``baseline`` estimate without a prior (zero-filled / noisy / masked input), the
+    mask (k-space or known pixels) and ``noise_std``, the std of the measurement noise ([0, 1] image scale)."""
+
+    spec: TaskSpec
+    ref: Tensor
+    y: Tensor
+    baseline: Tensor
+    op: Any = None
+    mask: Tensor | None = None
+    noise_std: float = 0.0
+
+
+Method = Callable[[Problem], tuple[Tensor, int]]
+"""A benchmark method: problem -> (estimate (N, 1, H, W), network evaluations per slice)."""
+StackSolver = Callable[[ScoreModel, slice, SamplerOptions, "LevelCallback | None"], SolverResult]
+"""``solve(model, rows, opts, callback)``: the solver's result for the slices ``rows`` of a stack."""
+
+
+@dataclass
+class StackSolve:
+    """A stack of slices (N, H, W) as a task measured it, ready to be solved batch by batch.
+
+    ``baseline`` is the estimate without a prior (complete once every batch is solved); ``chains`` the
+    sampler chains per slice (for the memory estimate); ``simulated`` says that the measurements were
+    simulated from the stack, which is then the reference for metrics; ``input_files`` are the files the
+    task read (outputs must never overwrite them).
+    """
+
+    solve: StackSolver
+    baseline: np.ndarray
+    chains: int
+    simulated: bool = True
+    input_files: tuple[Any, ...] = ()
+
+
+class Task(ABC):
+    """One inverse problem. Subclasses set the class attributes and implement the abstract methods; their
+    tensor-level ``solve`` builds the operator, the guidance and the warm start and calls
+    ``medscore.solvers.solve`` (the one driver), with ``name`` as the preset's per-task key."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    output_suffix: ClassVar[str] = "medscore"  # default output: <scan>_<suffix>.nii.gz
+    progress_label: ClassVar[str] = "solving"  # the CLI progress bar
+    baseline_method: ClassVar[str] = ""  # the benchmark's name of the no-prior estimate
+    baseline_title: ClassVar[str] = "input"  # the same in file reports and panels
+    baseline_output: ClassVar[str] = ""  # and its file, OUT_<baseline_output>.nii.gz (one of pipeline.DERIVED)
+    methods: ClassVar[tuple[str, ...]] = ("sampler",)  # solver methods; the first is the default
+    preset_free_methods: ClassVar[tuple[str, ...]] = ()  # methods that ignore the sampler preset
+    tune_as_base: ClassVar[bool] = False  # medscore tune: this task's best setting becomes the preset itself
+    tune_override: ClassVar[bool] = True  # medscore tune: a different best setting becomes a per-task override
+
+    @abstractmethod
+    def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
+        """Simulate the measurements of ``ref`` (N, 1, H, W) that ``spec`` describes, from fixed seeds."""
+
+    @abstractmethod
+    def solve_problem(self, model: ScoreModel, prob: Problem, opts: SamplerOptions, rows: slice = slice(None), *,
+                      method: str | None = None, callback: LevelCallback | None = None) -> SolverResult:
+        """medscore's estimate of the slices ``rows`` of ``prob`` (``method``: one of ``methods``, None = default;
+        tasks with one method ignore it)."""
+
+    @abstractmethod
+    def classical_methods(self, spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:
+        """The baselines, the no-prior estimate first, parameters tuned on the validation problem ``val``;
+        ``train_slices`` (same size as the test slices) adds the nearest-training-slice honesty check."""
+
+    @abstractmethod
+    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, **inputs: Any) -> StackSolve:
+        """Measure the slices ``ref`` (N, H, W, [0, 1] scale) with the task's ``inputs`` (masks, noise levels,
+        ...; each task names its own keywords) for :class:`StackSolve` batches on ``device``."""
+
+    def preset_key(self, mask: Any = None) -> str:
+        """The key of the presets' per-task overrides this problem is solved under: the task's name, or a
+        regime of it (``inpaint-hole``) that falls back to the task's own override."""
+        return self.name
+
+    def check_inputs(self, **inputs: Any) -> None:
+        """Checks of the ``inputs`` of :meth:`prepare_stack` made before any scan or model is loaded."""
+
+    def chains(self, opts: SamplerOptions, method: str | None = None) -> int:
+        """Sampler chains per slice for ``opts`` (one for methods that run no chains)."""
+        return 1 if method in self.preset_free_methods else opts.n_samples(self.name)
+
+
+TASKS: dict[str, Task] = {}
+"""Registered tasks by name (one instance each: tasks hold no state)."""
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by its ``name`` to the API, CLI, pipeline and benchmark."""
+    if not cls.name or cls.name in TASKS:
+        raise ValueError(f"task name {cls.name!r} is empty or taken")
+    TASKS[cls.name] = cls()
+    return cls
+
+
+def task_names() -> list[str]:
+    """Registered task names, in registration order."""
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``; InputError naming the known tasks otherwise."""
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}: choose from {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def batch_of(stack: np.ndarray, rows: slice, device: torch.device) -> Tensor:
+    """Slices ``rows`` of an (N, H, W) stack as a (B, 1, H, W) tensor on ``device``."""
+    return torch.from_numpy(stack[rows][:, None]).to(device)
+
+
+def per_image(fn: Callable[..., np.ndarray], prob: Problem, **kw: Any) -> Tensor:
+    """A 2D numpy baseline applied to every degraded image of ``prob`` (with its mask when it has one)."""
+    out = []
+    for i in range(len(prob.ref)):
+        args = (prob.y[i, 0].numpy(),) if prob.mask is None else (prob.y[i, 0].numpy(), prob.mask[i, 0].numpy())
+        out.append(torch.from_numpy(np.asarray(fn(*args, **kw), dtype=np.float32)))
+    return torch.stack(out)[:, None]

@@ -1,0 +1,158 @@
+"""Denoising of additive Gaussian noise of known (or estimated) std on the [0, 1] scale.
+
+``tweedie`` (default): the one-step MMSE estimate with flip averaging (4 NFE, no sampler). ``sampler``
+(historical name ``langevin``): posterior samples started at the noisy image itself, from the first
+model level <= the noise std, with no extra noise; samplers with Langevin steps add the likelihood term.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..physics import DataConsistency, Denoising
+from ..rng import Generators
+from ..sampling import Guidance, Preset
+from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
+                       model_sigmas, repeat_chains, solve, tweedie_denoise)
+from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, per_image, register_task
+
+__all__ = ["DenoiseTask"]
+
+
+@register_task
+class DenoiseTask(Task):
+    """Gaussian denoising: the Tweedie estimate or posterior samples started at the noise level."""
+
+    name = "denoise"
+    label = "denoising"
+    output_suffix = "denoised"
+    progress_label = "denoising"
+    baseline_method = "noisy input"
+    baseline_title = "input"
+    baseline_output = "noisy"
+    methods = DENOISE_METHODS
+    preset_free_methods = ("tweedie",)
+    tune_override = False
+
+    def operator(self, noise_std: float) -> Denoising:
+        """The identity, with the noise level (not projectable: a projection would return the noisy image)."""
+        return Denoising(noise_std)
+
+    def warm_start(self, op: Denoising, y: Tensor) -> Tensor:
+        """The noisy image itself: it already carries noise at its level, so none is added."""
+        return y
+
+    def start_level(self, model: ScoreModel, noise_std: float) -> float:
+        """The level the chains start from: the noise std, or the model's smallest level if that is larger."""
+        return max(float(noise_std), float(model_sigmas(model)[-1]))
+
+    def guidance(self, op: Denoising, y: Tensor) -> GuidanceFactory:
+        """No guidance for samplers that follow the reverse process from y (DDIM, predictor without
+        corrector); the likelihood step (y - x) / (noise_std^2 + sigma^2) for chains with Langevin steps."""
+
+        def make(_g: Generators, n: int, preset: Preset) -> Guidance | None:
+            if preset.build().follows_reverse_process:
+                return None
+            return DataConsistency(op, repeat_chains(y, n).clone(), noise_std=op.noise_std, mode="gradient")
+
+        return make
+
+    def solve(self, model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOptions = SamplerOptions(), *,
+              method: str = "tweedie", flip_average: bool = True,
+              callback: LevelCallback | None = None) -> SolverResult:
+        """Remove noise of std ``noise_std`` from ``image`` (B, 1, H, W): see :func:`medscore.solvers.denoise`."""
+        if not noise_std > 0:
+            raise ValueError(f"noise_std must be > 0, got {noise_std}")
+        if method not in self.methods:
+            raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
+        if method == "tweedie":
+            return tweedie_denoise(model, image, noise_std, flip_average)
+        start = self.start_level(model, noise_std)
+        op = self.operator(noise_std)
+        return solve(model, self.warm_start(op, image), opts, self.name, self.guidance(op, image), start=start,
+                     warm=False, callback=callback)
+
+    def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
+        """Gaussian noise of std ``spec.noise`` (seeded); the baseline is the noisy image."""
+        g = torch.Generator().manual_seed(seed)
+        y = ref + spec.noise * torch.randn(ref.shape, generator=g)
+        return Problem(spec, ref, y, y, self.operator(spec.noise), noise_std=spec.noise)
+
+    def solve_problem(self, model: ScoreModel, prob: Problem, opts: SamplerOptions, rows: slice = slice(None), *,
+                      method: str | None = None, callback: LevelCallback | None = None) -> SolverResult:
+        """Denoising of the slices ``rows`` with ``method`` (None: tweedie)."""
+        return self.solve(model, prob.y[rows], prob.noise_std, opts, method=method or self.methods[0],
+                          callback=callback)
+
+    def classical_methods(self, spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:
+        """The noisy input, TV and NLM (tuned on ``val``), BM3D when installed, nearest training slice."""
+        from ..baselines import denoise_bm3d, denoise_nlm, denoise_tv, nearest_training_slice, tune
+
+        sigma = spec.noise
+        refs = [r for r in val.ref[:, 0].numpy()]
+        deg = [val.y[i, 0].numpy() for i in range(len(refs))]
+        methods: dict[str, Method] = {self.baseline_method: lambda p: (p.baseline, 0)}
+        w = tune(denoise_tv, deg, refs, {"weight": [0.02, 0.04, 0.06, 0.1, 0.15]})["weight"]
+        methods[f"TV (weight {w:g})"] = lambda p, w=w: (per_image(denoise_tv, p, weight=w), 0)
+        h = tune(lambda y, h: denoise_nlm(y, sigma, h=h), deg, refs,
+                 {"h": [0.6 * sigma, 0.8 * sigma, 1.0 * sigma]})["h"]
+        methods["NLM"] = lambda p, h=h: (per_image(denoise_nlm, p, sigma=sigma, h=h), 0)
+        try:
+            import bm3d  # noqa: F401  (optional extra)
+
+            methods["BM3D"] = lambda p: (per_image(denoise_bm3d, p, sigma=sigma), 0)
+        except ImportError:
+            pass
+        if train_slices is not None:
+            methods["nearest training slice"] = lambda p: (nearest_training_slice(lambda x: x, p.y, train_slices), 0)
+        return methods
+
+    def check_inputs(self, *, noise_std: float | None = None, add_noise: float | None = None,
+                     method: str = "tweedie", **_others: Any) -> None:
+        """Noise levels > 0 when given, a known method."""
+        from ..validation import check_positive
+
+        for name, value in (("noise_std", noise_std), ("add_noise", add_noise)):
+            if value is not None:
+                check_positive(name, value)
+        if method not in self.methods:
+            raise InputError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
+
+    def noisy_input(self, ref: np.ndarray, noise_std: float | None, add_noise: float | None,
+                    noise_seed: int) -> tuple[np.ndarray, float]:
+        """The noisy stack (simulated with ``add_noise``, else ``ref`` itself) and the noise std on the [0, 1]
+        scale (given, or estimated with scikit-image)."""
+        from .. import physics
+
+        if add_noise is not None:
+            if add_noise <= 0:
+                raise InputError(f"--add-noise must be > 0, got {add_noise}")
+            rng = np.random.default_rng(noise_seed)
+            noisy = (ref + add_noise * rng.standard_normal(ref.shape)).astype(np.float32)
+            sigma = float(add_noise if noise_std is None else noise_std)
+        else:
+            noisy = ref
+            sigma = float(noise_std) if noise_std is not None else physics.estimate_noise_std(noisy[:, None])
+        if not np.isfinite(sigma):  # scikit-image's estimate is NaN on some scans (e.g. flat, noise-free slices)
+            raise InputError("the noise std could not be estimated from the scan (NaN): pass --noise-std")
+        if sigma <= 0:
+            raise InputError(f"noise std must be > 0, got {sigma}")
+        return noisy, sigma
+
+    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *,
+                      noise_std: float | None = None, add_noise: float | None = None, noise_seed: int = 0,
+                      method: str = "tweedie") -> StackSolve:
+        """Denoise the slices (or a copy with simulated noise of std ``add_noise``, seeded by ``noise_seed``);
+        ``noise_std`` None: estimated. Baseline: the noisy slices; only simulated noise has a reference."""
+        noisy, sigma = self.noisy_input(ref, noise_std, add_noise, noise_seed)
+
+        def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
+                       callback: LevelCallback | None) -> SolverResult:
+            return self.solve(model, batch_of(noisy, rows, device), sigma, opts_rows, method=method, callback=callback)
+
+        return StackSolve(solve_rows, noisy, self.chains(opts, method), simulated=add_noise is not None)

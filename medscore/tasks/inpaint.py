@@ -1,0 +1,142 @@
+"""Inpainting: fill the pixels where a 0/1 mask is 0; known pixels are kept.
+
+Consistency replaces known pixels by ``y + sigma z`` on noisy iterates and by ``y`` on denoised
+estimates; the warm start fills unknown pixels with the mean of the known ones, plus noise at the
+preset's ``sigma_start``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..physics import DataConsistency, Inpainting
+from ..physics.inpainting import largest_hole_radius
+from ..rng import Generators
+from ..sampling import Guidance, Preset
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
+                       repeat_chains, solve)
+from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, per_image, register_task
+
+__all__ = ["InpaintTask"]
+
+Consistency = Literal["noisy", "hard"]
+# Holes wider than this (in pixels, from their farthest pixel to the nearest known one) use the presets'
+# ``inpaint-hole`` settings: 70 % random missing pixels reach radius 3, a central box of 30 % of the side 23.
+HOLE_RADIUS = 8.0
+
+
+@register_task
+class InpaintTask(Task):
+    """Inpainting of missing pixels (a file mask, random pixels or a central box)."""
+
+    name = "inpaint"
+    label = "inpainting"
+    output_suffix = "inpainted"
+    progress_label = "inpainting"
+    baseline_method = "masked input"
+    baseline_title = "input"
+    baseline_output = "masked"
+
+    def operator(self, mask: Any) -> Inpainting:
+        """``y = m x`` with ``mask`` (H, W) or per image (B, 1, H, W), 1 = known pixel."""
+        return Inpainting(mask)
+
+    def warm_start(self, op: Inpainting, y: Tensor) -> Tensor:
+        """The known pixels, the unknown ones filled with the mean of the known ones of their image."""
+        m = op.A(torch.ones_like(y))
+        fill = (y.sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1))
+        return y + (1 - m) * fill
+
+    def guidance(self, op: Inpainting, y: Tensor, *, mode: Consistency = "noisy") -> GuidanceFactory:
+        """Known pixels imposed on every chain (per-image masks follow the chains of their image)."""
+
+        def make(g: Generators, n: int, _preset: Preset) -> Guidance:
+            return DataConsistency(op.repeat_interleave(n), repeat_chains(y, n), mode=mode, generator=g)
+
+        return make
+
+    def solve(self, model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions = SamplerOptions(), *,
+              consistency: Consistency = "noisy", callback: LevelCallback | None = None) -> SolverResult:
+        """Fill the pixels of ``image`` (B, 1, H, W) where ``mask`` is 0: see :func:`medscore.solvers.inpaint`."""
+        op = self.operator(mask)
+        y = op.A(image)
+        return solve(model, self.warm_start(op, y), opts, self.preset_key(mask), self.guidance(op, y, mode=consistency),
+                     start=WARM_START, callback=callback)
+
+    def preset_key(self, mask: Any) -> str:
+        """``inpaint-hole`` when a hole of the batch is large (radius > ``HOLE_RADIUS`` px: far from every known
+        pixel the posterior is as wide as the prior, so chains must start high and sample), else ``inpaint``."""
+        radius = float(largest_hole_radius(torch.as_tensor(mask)).max())
+        return f"{self.name}-hole" if radius > HOLE_RADIUS else self.name
+
+    def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
+        """A central square hole of side ``spec.box`` (a fraction of the smaller side), else a random
+        ``spec.missing`` fraction of pixels per image (seeded)."""
+        g = torch.Generator().manual_seed(seed)
+        n, _, h, w = ref.shape
+        if spec.box > 0:
+            side = int(round(spec.box * min(h, w)))
+            m = torch.ones(h, w)
+            m[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side] = 0
+            m = m.expand(n, 1, h, w).clone()
+        else:
+            m = (torch.rand((n, 1, h, w), generator=g) >= spec.missing).float()
+        op = self.operator(m)
+        y = op.A(ref)
+        return Problem(spec, ref, y, y, op, m)
+
+    def solve_problem(self, model: ScoreModel, prob: Problem, opts: SamplerOptions, rows: slice = slice(None), *,
+                      method: str | None = None, callback: LevelCallback | None = None) -> SolverResult:
+        """Inpainting of the slices ``rows`` with their own masks (one method: ``method`` is ignored)."""
+        return self.solve(model, prob.y[rows], prob.mask[rows], opts, callback=callback)
+
+    def classical_methods(self, spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:
+        """The masked input, biharmonic inpainting (no parameters to tune), nearest training slice."""
+        from ..baselines import inpaint_biharmonic, nearest_training_slice
+
+        def nearest(p: Problem) -> tuple[Tensor, int]:
+            out = [nearest_training_slice(lambda x, m=p.mask[i]: x * m, p.y[i:i + 1], train_slices,
+                                          lambda x, y, m=p.mask[i]: y + (1 - m) * x) for i in range(len(p.ref))]
+            return torch.cat(out), 0
+
+        methods: dict[str, Method] = {self.baseline_method: lambda p: (p.baseline, 0),
+                                      "biharmonic": lambda p: (per_image(inpaint_biharmonic, p), 0)}
+        if train_slices is not None:
+            methods["nearest training slice"] = nearest
+        return methods
+
+    def check_inputs(self, *, mask: Any = None, missing: float | None = None, **_others: Any) -> None:
+        """A mask or a random missing fraction: exactly one of the two."""
+        from ..validation import check_mask_or_missing
+
+        check_mask_or_missing(mask, missing, mask_name="mask", missing_name="missing")
+
+    def slice_masks(self, n: int, shape: tuple[int, int], mask: Any, missing: float | None,
+                    mask_seed: int) -> np.ndarray:
+        """(N, H, W) masks: one file mask for every slice, or a random ``missing`` fraction per slice."""
+        from ..pipeline.inputs import load_mask
+
+        if mask is None:
+            if missing is None or not 0 < missing < 1:
+                raise InputError("inpainting needs --mask HOLES.npy or --missing FRACTION in (0, 1)")
+            rng = np.random.default_rng(mask_seed)
+            return (rng.random((n, *shape)) >= missing).astype(np.float32)
+        return np.broadcast_to(load_mask(mask, shape), (n, *shape))
+
+    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *, mask: Any = None,
+                      missing: float | None = None, mask_seed: int = 0) -> StackSolve:
+        """Remove the pixels where ``mask`` ((H, W), a .npy path or an array; 1 = known) is 0 in every slice,
+        or a random ``missing`` fraction per slice (seeded by ``mask_seed``). Baseline: the masked slices."""
+        masks = self.slice_masks(len(ref), ref.shape[1:], mask, missing, mask_seed)
+
+        def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
+                       callback: LevelCallback | None) -> SolverResult:
+            known = torch.from_numpy(np.ascontiguousarray(masks[rows])[:, None]).to(device)
+            return self.solve(model, batch_of(ref, rows, device) * known, known, opts_rows, callback=callback)
+
+        return StackSolve(solve_rows, ref * masks, self.chains(opts), input_files=(mask,))
