@@ -16,7 +16,7 @@ import torch
 from _synth import line_mask, ramp_phantom_scan, tiny_model
 from medscore.errors import InputError, MedscoreError
 from medscore.pipeline import DERIVED, OutputPlan, auto_batch_size, plan_outputs, resolve_batch_size, stream
-from medscore.pipeline.memory import MAX_AUTO_BATCH, slice_bytes
+from medscore.pipeline.memory import MAX_AUTO_BATCH, MAX_AUTO_BATCH_CPU, slice_bytes
 from medscore.reconstruct import denoise_file, inpaint_file, reconstruct_file
 from medscore.solvers import SamplerOptions, SolverResult
 from medscore.tasks import get_task
@@ -127,12 +127,16 @@ def test_stream_fills_batches_in_order_and_reports_slices():
 
 def test_auto_batch_size_is_sane():
     per = slice_bytes((64, 64), ngf=32, chains=2)
-    assert auto_batch_size(100, (64, 64), torch.device("cpu"), 32, 2, free=10 * per) == 5  # half the free memory
+    gpu = torch.device("cuda")  # a descriptor only: free memory is given, nothing runs there
+    assert auto_batch_size(100, (64, 64), gpu, 32, 2, free=10 * per) == 5  # half the free memory
+    assert auto_batch_size(100, (64, 64), gpu, 32, 2, free=1) == 1
+    assert auto_batch_size(100, (64, 64), gpu, 32, 2, free=1 << 50) == MAX_AUTO_BATCH
+    assert auto_batch_size(3, (64, 64), gpu, 32, 2, free=1 << 50) == 3
+    # on CPU small batches are faster per slice: capped, and still bounded by memory
+    assert auto_batch_size(100, (64, 64), torch.device("cpu"), 32, 2, free=1 << 50) == MAX_AUTO_BATCH_CPU
     assert auto_batch_size(100, (64, 64), torch.device("cpu"), 32, 2, free=1) == 1
-    assert auto_batch_size(100, (64, 64), torch.device("cpu"), 32, 2, free=1 << 50) == MAX_AUTO_BATCH
-    assert auto_batch_size(3, (64, 64), torch.device("cpu"), 32, 2, free=1 << 50) == 3
     b = resolve_batch_size("auto", 50, (256, 256), torch.device("cpu"), 32, 2)
-    assert isinstance(b, int) and 1 <= b <= MAX_AUTO_BATCH
+    assert isinstance(b, int) and 1 <= b <= MAX_AUTO_BATCH_CPU
     assert resolve_batch_size("3", 50, (8, 8), torch.device("cpu"), 8, 1) == 3
     for bad in (0, "0", "many", 2.5):
         with pytest.raises(InputError, match="batch_size"):

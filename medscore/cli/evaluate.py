@@ -18,15 +18,19 @@ def _table(tables, title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for col, j in (("task", "left"), ("method", "left"), ("PSNR dB", "right"), ("SSIM", "right"), ("s/slice", "right"),
-                   ("NFE", "right")):
+    fastmri = any(t.fastmri for t in tables)  # fastMRI-convention columns (volume PSNR, SSIM) for tasks that have them
+    cols = [("task", "left"), ("method", "left"), ("PSNR dB", "right"), ("SSIM", "right"), ("s/slice", "right"),
+            ("NFE", "right")] + [("fastMRI PSNR", "right"), ("fastMRI SSIM", "right")] * fastmri
+    for col, j in cols:
         table.add_column(col, justify=j)  # type: ignore[arg-type]
     for t in tables:
         best = t.best_classical()
         for i, (k, r) in enumerate(t.results.items()):
             name = f"{k} [dim](best classical)[/]" if k == best else (f"[bold]{k}[/]" if k.startswith("medscore") else k)
+            fm = [f"{r.fastmri['psnr']:.2f}", f"{r.fastmri['ssim']:.4f}"] if r.fastmri else ["", ""]
             table.add_row(t.label if i == 0 else "", name, f"{r.psnr.mean():.2f}", f"{r.ssim.mean():.4f}",
-                          f"{r.seconds_per_slice:.2f}", str(r.nfe), end_section=i == len(t.results) - 1)
+                          f"{r.seconds_per_slice:.2f}", str(r.nfe), *fm[:2 * fastmri],
+                          end_section=i == len(t.results) - 1)
     return table
 
 

@@ -22,7 +22,7 @@ EtaOpt = Annotated[Optional[float], typer.Option(help="ddim: share of fresh nois
 SnrOpt = Annotated[Optional[float], typer.Option(help="pc: signal-to-noise ratio of the Langevin corrector steps")]
 RenoiseOpt = Annotated[Optional[float], typer.Option(help="pnp: fresh noise re-injected per level, 0 (deterministic) to 1")]
 AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
-BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory allows)")]
+BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory allows; at most 2 on CPU)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
 SeedOpt = Annotated[int, typer.Option(help="random seed")]
 StepOpt = Annotated[Optional[float], typer.Option(help="multiplier on the preset's step size")]

@@ -14,10 +14,14 @@ import torch
 
 from ..validation import check_batch_size
 
-__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "free_memory", "slice_bytes", "auto_batch_size", "resolve_batch_size"]
+__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes", "auto_batch_size", "resolve_batch_size"]
 
 BYTES_PER_PIXEL_CHANNEL = 128
 MAX_AUTO_BATCH = 32
+# On CPU larger batches bring no throughput (one slice's convolutions already use every core) and their working
+# set falls out of cache: 256 x 256 slices ran at 10 s per slice in batches of 2 against 18-19 s in the batches of
+# 4-8 that memory alone allowed (scripts/bench_volume.py, docs/benchmarks.md). GPUs take what memory allows.
+MAX_AUTO_BATCH_CPU = 2
 _FALLBACK_FREE = 2 << 30  # when free memory cannot be read: assume 2 GiB
 
 
@@ -49,10 +53,12 @@ def slice_bytes(shape: tuple[int, int], ngf: int, chains: int, channels: int = 1
 
 def auto_batch_size(n: int, shape: tuple[int, int], device: torch.device, ngf: int, chains: int,
                     channels: int = 1, free: int | None = None) -> int:
-    """Slices per batch in ``1..min(n, MAX_AUTO_BATCH)`` that fit in half the free memory."""
+    """Slices per batch in ``1..min(n, MAX_AUTO_BATCH)`` that fit in half the free memory (at most
+    ``MAX_AUTO_BATCH_CPU`` on CPU)."""
     free = free_memory(device) if free is None else free
     fit = (free // 2) // max(1, slice_bytes(shape, ngf, chains, channels))
-    return int(max(1, min(n, MAX_AUTO_BATCH, fit)))
+    cap = MAX_AUTO_BATCH if device.type == "cuda" else MAX_AUTO_BATCH_CPU
+    return int(max(1, min(n, cap, fit)))
 
 
 def resolve_batch_size(batch_size: int | str, n: int, shape: tuple[int, int], device: torch.device, ngf: int,

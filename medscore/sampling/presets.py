@@ -113,8 +113,9 @@ _ALD = {"n_steps_each": 3, "multiplier": 12.0}
 _ALD_TASKS = {"sample": {"num_levels": 200, "settings": {"multiplier": 1.0}}, "denoise": {"settings": {"multiplier": 1.0}}}
 # Plug-and-play presets keep annealed Langevin for what has no measurements to project on: unconditional samples
 # and Langevin denoising (``denoise --method sampler``; the default denoiser is the one-step Tweedie estimate).
-_ALD_TASKS_OF_PNP = {t: {"sampler": "ald", "num_levels": 200 if t == "sample" else 16, "sigma_start": 0.3,
-                         "settings": {**_ALD, "multiplier": 1.0}} for t in ("sample", "denoise")}
+def _ald_tasks_of_pnp(denoise_levels: int) -> dict[str, dict[str, Any]]:
+    return {t: {"sampler": "ald", "num_levels": 200 if t == "sample" else denoise_levels, "sigma_start": 0.3,
+                "settings": {**_ALD, "multiplier": 1.0}} for t in ("sample", "denoise")}
 _ALD_NOTE = ("annealed Langevin (Algorithm 1), x12 step on the NCSNv2 rule, warm start 0.3; tuned on the "
              "validation slab in the first release (4x MRI 30.5 dB at 100 NFE)")
 
@@ -138,11 +139,11 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # on this prior a posterior sample is far from the posterior mean, which is what PSNR rewards.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("fast", "pnp", 20, {"renoise": 0.0}, samples=1, sigma_start=1.0,
-           tasks={**_ALD_TASKS_OF_PNP, **_inpaint(20, 1)},
+           tasks={**_ald_tasks_of_pnp(6), **_inpaint(20, 1)},
            note="20 NFE: plug-and-play, 20 levels from sigma 1 (MRI, scattered pixels); from sigma 10 with "
                 "fresh noise (large holes)"),
     Preset("default", "pnp", 50, {"renoise": 0.0}, samples=1, sigma_start=1.0,
-           tasks={**_ALD_TASKS_OF_PNP, **_inpaint(25, 2)},
+           tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2)},
            note="50 NFE: plug-and-play, 50 levels from sigma 1 (MRI); mean of 2 chains of 25 (inpainting)"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
