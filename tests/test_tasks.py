@@ -79,7 +79,13 @@ def test_generic_path_on_the_tiny_network(spec, tiny):
             assert float(residual) < 0.05, (method, float(residual))
 
 
-@pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))
+# Simulated multi-coil acquisitions carry a random image phase: a real Gaussian prior around the magnitude applied to
+# the real and imaginary channels is not their prior, so this check cannot hold there; tests/test_multicoil_task.py
+# checks that task against its own ground truth.
+REAL_PRIOR_SPECS = {k: s for k, s in SPECS.items() if s.kind != "mri-multicoil"}
+
+
+@pytest.mark.parametrize("spec", list(REAL_PRIOR_SPECS.values()), ids=list(REAL_PRIOR_SPECS))
 def test_posterior_mean_beats_the_data_alone_and_the_prior_alone(spec):
     ref = _reference()
     mu = 0.75 * ref[0, 0] + 0.25 * ref[0, 0].mean()
