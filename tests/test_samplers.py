@@ -78,11 +78,9 @@ def test_denoising_posterior_mean_and_std(mu, sampler, settings):
     assert abs(float(res.std.mean()) / post_std - 1) < 0.2, (float(res.std.mean()), post_std)
 
 
-@pytest.mark.parametrize("sampler, settings, bound", [(*NEW[0], 0.35), (*NEW[1], 0.2)])
-def test_noisy_kspace_approaches_the_wiener_estimate(mu, sampler, settings, bound):
-    """Noisy k-space: measured entries should get (s^2 y + sn^2 F mu) / (s^2 + sn^2). DDIM's noise-weighted
-    solve on the Tweedie estimate approximates it less closely than the likelihood-gradient chains."""
-    n, noise_std = 128, 0.1
+def _noisy_kspace_and_wiener(mu: torch.Tensor, noise_std: float):
+    """Complex k-space of a prior sample under a line mask with noise ``noise_std``, and its Wiener estimate:
+    measured entries get (s^2 y + sn^2 F mu) / (s^2 + sn^2), the others F mu."""
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     g = _gen(8)
@@ -91,6 +89,15 @@ def test_noisy_kspace_approaches_the_wiener_estimate(mu, sampler, settings, boun
     k_mu = _k_of(_complex_mean(mu))
     w = S**2 / (S**2 + noise_std**2)
     wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
+    return mask, op, y, wiener
+
+
+@pytest.mark.parametrize("sampler, settings, bound", [(*NEW[0], 0.35), (*NEW[1], 0.2)])
+def test_noisy_kspace_approaches_the_wiener_estimate(mu, sampler, settings, bound):
+    """Noisy k-space: measured entries should get (s^2 y + sn^2 F mu) / (s^2 + sn^2). DDIM's noise-weighted
+    solve on the Tweedie estimate approximates it less closely than the likelihood-gradient chains."""
+    n, noise_std = 128, 0.1
+    mask, op, y, wiener = _noisy_kspace_and_wiener(mu, noise_std)
     res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, sigma_start=2.0, samples=n),
                                   real_image=False, noise_std=noise_std)
     assert _rms(res.mean - wiener) < bound * _rms(op.A_dagger(y) - wiener)
@@ -187,14 +194,7 @@ def test_pnp_noisy_kspace_reaches_the_wiener_estimate(mu):
     """With noisy k-space the data step is the proximal map of the likelihood at the denoiser's level; annealed
     down, the iteration converges to the MAP, for a Gaussian prior the Wiener estimate."""
     noise_std = 0.1
-    mask = _line_mask()
-    op = SingleCoilMRI(mask, real_input=False)
-    g = _gen(8)
-    x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=g)
-    y = op.A(x) + noise_std * op.A(torch.randn(x.shape, generator=g))
-    k_mu = _k_of(_complex_mean(mu))
-    w = S**2 / (S**2 + noise_std**2)
-    wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
+    mask, op, y, wiener = _noisy_kspace_and_wiener(mu, noise_std)
     res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False, noise_std=noise_std)
     assert _rms(res.mean - wiener) < 0.05 * _rms(op.A_dagger(y) - wiener), _rms(res.mean - wiener)
 
