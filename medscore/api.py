@@ -76,28 +76,30 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
     return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds)  # type: ignore[arg-type]
 
 
-def _setup(model, device: str, preset: str, samples: int, seed: int, **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
+def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,
+           **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
     from .validation import check_model_arg, check_solver_options
 
     check_model_arg("model", model)
     check_solver_options(preset, samples, seed, overrides)
     dev = resolve_device(device)
-    return load_prior(model, dev), dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
+    prior = load_prior(model, dev, complex_data=complex_data)
+    return prior, dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
 
 
 def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
                     device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
-    magnitude of the complex reconstruction."""
+    magnitude of the complex reconstruction (with the bundled complex prior when ``model`` is None)."""
     from .validation import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
     validate_mask(mask, tuple(np.shape(image_or_kspace)[-2:]))
     check_positive("noise_std", noise_std, allow_zero=True)
-    prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
+    prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
     mri = get_task("mri")

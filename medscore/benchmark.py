@@ -106,7 +106,7 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
     """
     log = log or (lambda _m: None)
     torch.manual_seed(seed)
-    prior = load_prior(model)
+    priors = {flag: load_prior(model, complex_data=flag) for flag in (False, True)}  # differ only when bundled
     train_slices = training_axial_slices() if nearest else None
     tables = []
     for name in tasks:
@@ -114,7 +114,7 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
         prob = degrade(spec, ref, seed=seed)
         table = TaskTable(name, spec.label, kind=spec.kind)
         task = get_task(spec.kind)
-        fastmri = bool(getattr(task, "report_fastmri", False))
+        fastmri, prior = task.report_fastmri, priors[task.complex_data]
         log(f"{spec.label}: tuning classical methods on the validation slices")
         for mname, fn in classical_methods(spec, degrade(spec, val, seed=seed + 1000), train_slices).items():
             table.results[mname] = run_method(fn, prob, fastmri)

@@ -24,7 +24,7 @@ from .config import TrainConfig, config_to_dict
 from .errors import CheckpointError
 from .fileio import atomic_path
 from .validation import check_meta
-from .nets import RefineNetScore, build_model
+from .nets import ScoreNetwork, build_model
 
 __all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256"]
 
@@ -36,7 +36,7 @@ WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors
 class LoadedModel:
     """A score network with what is needed to use it on scans."""
 
-    model: RefineNetScore
+    model: ScoreNetwork
     meta: dict[str, Any]
     path: Path
 

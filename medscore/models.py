@@ -17,20 +17,34 @@ from .checkpoint import LoadedModel, load_model
 from .config import ModelConfig
 from .errors import CheckpointError
 
-__all__ = ["BUNDLED_NAME", "bundled_dir", "bundled_info", "load_prior", "estimate_parameters"]
+__all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "bundled_dir", "bundled_info", "bundled_label", "bundled_names",
+           "load_prior", "estimate_parameters"]
 
 BUNDLED_NAME = "mri-brain-ncsn"
+#: the bundled complex (real, imaginary) prior, a subfolder of the bundled folder; used for complex k-space
+COMPLEX_PRIOR = "complex"
+_PREFIX = "bundled:"
 
 
-def bundled_dir() -> Path:
-    """Folder of the bundled prior inside the installed package."""
-    return Path(str(resources.files("medscore") / "pretrained"))
+def bundled_dir(name: str | None = None) -> Path:
+    """Folder of a bundled prior inside the installed package: the default one, or the one called ``name``."""
+    root = Path(str(resources.files("medscore") / "pretrained"))
+    return root / name if name else root
 
 
-def bundled_info() -> dict[str, Any]:
-    """The bundled model's ``model.json`` plus its card summary; CheckpointError when absent."""
-    meta = bundled_dir() / "model.json"
+def bundled_names() -> list[str]:
+    """Names of the extra bundled priors (``--model bundled:NAME``), beside the default one."""
+    root = bundled_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "model.json").is_file()) if root.is_dir() else []
+
+
+def bundled_info(name: str | None = None) -> dict[str, Any]:
+    """A bundled model's ``model.json`` plus its card summary; CheckpointError when absent."""
+    meta = bundled_dir(name) / "model.json"
     if not meta.is_file():
+        if name:
+            raise CheckpointError(f"no bundled model {name!r}; the bundled ones: default, "
+                                  + ", ".join(_PREFIX + n for n in bundled_names()))
         raise CheckpointError("no bundled model in this installation: pass --model with a training output folder")
     try:
         info = json.loads(meta.read_text())
@@ -41,16 +55,37 @@ def bundled_info() -> dict[str, Any]:
     return info
 
 
-def load_prior(model: str | Path | LoadedModel | None, device: str | torch.device = "cpu") -> LoadedModel:
-    """``None`` -> the bundled prior (SHA-256 checked); a path -> that model; a LoadedModel -> itself."""
+def bundled_label(folder: str | Path) -> str | None:
+    """The name of the bundled prior in ``folder`` (its model.json's ``name``), or None if it is not bundled."""
+    folder = Path(folder).resolve()
+    for name in [None, *bundled_names()]:
+        if folder == bundled_dir(name).resolve():
+            return str(bundled_info(name).get("name") or (name if name else BUNDLED_NAME))
+    return None
+
+
+def _load_bundled(name: str | None, device: str | torch.device) -> LoadedModel:
+    expected = bundled_info(name).get("sha256")
+    if not expected:
+        raise CheckpointError("a bundled model.json lacks its sha256: the installation is damaged")
+    return load_model(bundled_dir(name), device=device, expected_sha256=expected)
+
+
+def load_prior(model: str | Path | LoadedModel | None, device: str | torch.device = "cpu", *,
+               complex_data: bool = False) -> LoadedModel:
+    """The score model to use (bundled ones SHA-256 checked).
+
+    ``None`` -> the bundled default prior, or with ``complex_data`` the bundled complex prior when this
+    installation has one; ``"bundled:NAME"`` -> that bundled prior; a path -> that model; a LoadedModel ->
+    itself.
+    """
     if isinstance(model, LoadedModel):
         return model
     if model is None:
-        info = bundled_info()
-        expected = info.get("sha256")
-        if not expected:
-            raise CheckpointError("the bundled model.json lacks its sha256: the installation is damaged")
-        return load_model(bundled_dir(), device=device, expected_sha256=expected)
+        has_complex = complex_data and (bundled_dir(COMPLEX_PRIOR) / "model.json").is_file()
+        return _load_bundled(COMPLEX_PRIOR if has_complex else None, device)
+    if isinstance(model, str) and model.startswith(_PREFIX):
+        return _load_bundled(model[len(_PREFIX):] or None, device)
     return load_model(model, device=device)
 
 

@@ -29,6 +29,7 @@ from .fileio import check_out_dir
 from .losses import dsm_loss
 from .nets import build_model, count_parameters
 from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
+from .warm_start import warm_start
 from .train_data import StepBatches, StepDataset, plain_images, step_seed, validation_images
 
 __all__ = ["TrainProgress", "resolve_device", "train", "make_sigmas"]
@@ -78,7 +79,8 @@ def _write_samples(model: torch.nn.Module, cfg: TrainConfig, sigmas: torch.Tenso
     x0 = torch.rand((cfg.num_samples, cfg.model.in_channels, s, s), generator=g, device=device)
     res = annealed_langevin(model, x0, levels.to(device), n_steps_each=cfg.sample_steps_each, eps=eps,
                             sigma_ref=float(sigmas[-1]), generator=g)
-    save_grid(res.x[:, :1].clamp(0, 1).cpu(), path)
+    x = res.x.norm(dim=1, keepdim=True) if res.x.shape[1] == 2 else res.x[:, :1]  # complex: the magnitude
+    save_grid(x.clamp(0, 1).cpu(), path)
 
 
 def _check_run(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -150,7 +152,10 @@ def _build_run(cfg: TrainConfig, out_dir: Path, resume: bool, device: torch.devi
     val_images = validation_images(slices, cfg) if cfg.val_images > 0 else None  # 0: no validation loss
     torch.manual_seed(cfg.seed)
     sigmas = make_sigmas(cfg, plain_images(slices[:: max(1, len(slices) // 512)], cfg))
-    model = build_model(cfg.model, sigmas).to(device)
+    model = build_model(cfg.model, sigmas)
+    if cfg.init_from and not resume:
+        warm_start(model, cfg.init_from)
+    model = model.to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = _resume_step(out_dir, model, ema, opt) if resume else 0

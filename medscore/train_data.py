@@ -16,7 +16,36 @@ from torch.utils.data import DistributedSampler
 from .config import TrainConfig
 from .dataset import train_transforms
 
-__all__ = ["step_seed", "StepBatches", "StepDataset", "plain_images", "validation_images"]
+__all__ = ["step_seed", "StepBatches", "StepDataset", "plain_images", "validation_images", "with_random_phase"]
+
+# Phase of a training patch. ``random_phase``'s defaults describe a whole field of view; a 64 px patch is
+# about a third of one, so its smooth field varies a third as fast and its linear/quadratic terms are smaller.
+_PATCH_PHASE = {"cutoff": 1.0, "linear": np.pi / 2, "quadratic": np.pi / 4}
+_REAL_FRACTION = 0.2  # images left real (a constant phase only): what a phase-corrected input looks like
+
+
+def with_random_phase(image: torch.Tensor, seed: int) -> torch.Tensor:
+    """(1, H, W) magnitude -> (2, H, W) (real, imaginary) with a simulated scanner phase (seeded).
+
+    A fifth of the images get a constant phase only, so nearly real images (phase moved into coil maps, or
+    removed by a phase correction) are in distribution too.
+    """
+    from .physics.simulate import random_phase
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(image.shape[-2:])
+    if rng.random() < _REAL_FRACTION:
+        phase = np.full(shape, rng.uniform(-np.pi, np.pi), dtype=np.float32)
+    else:
+        phase = random_phase(shape, rng, **_PATCH_PHASE)
+    phase_t = torch.from_numpy(np.asarray(phase, dtype=np.float32))
+    mag = image[0]
+    return torch.stack([mag * torch.cos(phase_t), mag * torch.sin(phase_t)])
+
+
+def _finish(image: torch.Tensor, cfg: TrainConfig, seed: int) -> torch.Tensor:
+    """The transformed magnitude image as the network sees it: with phase for a complex prior."""
+    return with_random_phase(image, seed) if cfg.data.phase == "random" else image
 
 
 def step_seed(*parts: int) -> int:
@@ -43,8 +72,10 @@ class StepBatches:
         idx = self._order[pos * self.cfg.batch_size:(pos + 1) * self.cfg.batch_size]
         out = []
         for j, i in enumerate(idx):
-            self.transform.set_random_state(seed=step_seed(self.cfg.seed, step, self.rank, j))
-            out.append(self.transform({"image": self.slices[i]})["image"])
+            seed = step_seed(self.cfg.seed, step, self.rank, j)
+            self.transform.set_random_state(seed=seed)
+            image = torch.as_tensor(self.transform({"image": self.slices[i]})["image"])
+            out.append(_finish(image, self.cfg, seed + 1))
         return torch.stack(out)
 
 
@@ -70,7 +101,8 @@ def plain_images(slices: list[np.ndarray], cfg: TrainConfig) -> torch.Tensor:
     """Un-augmented training images (T1 channel), e.g. for the data-driven noise levels."""
     tr = _plain_transform(cfg)
     tr.set_random_state(seed=cfg.seed)
-    return torch.stack([tr({"image": s[:1]})["image"] for s in slices])
+    return torch.stack([_finish(torch.as_tensor(tr({"image": s[:1]})["image"]), cfg, step_seed(cfg.seed, 3, j))
+                        for j, s in enumerate(slices)])
 
 
 def validation_images(slices: list[np.ndarray], cfg: TrainConfig) -> torch.Tensor:
@@ -85,6 +117,7 @@ def validation_images(slices: list[np.ndarray], cfg: TrainConfig) -> torch.Tenso
         source = [slices[i] for i in rng.choice(len(slices), size=min(cfg.val_images, len(slices)), replace=False)]
     imgs = []
     for j in range(cfg.val_images):
-        tr.set_random_state(seed=step_seed(cfg.seed, 10_000_019, j))
-        imgs.append(tr({"image": source[j % len(source)][:1]})["image"])
+        seed = step_seed(cfg.seed, 10_000_019, j)
+        tr.set_random_state(seed=seed)
+        imgs.append(_finish(torch.as_tensor(tr({"image": source[j % len(source)][:1]})["image"]), cfg, seed + 1))
     return torch.stack(imgs)

@@ -29,7 +29,7 @@ from _ncsnv2_reference import ReferenceNCSNv2  # noqa: E402
 from _reference_forward import old_from  # noqa: E402
 
 from medscore.models import load_prior  # noqa: E402
-from medscore.nets import NCSNv2  # noqa: E402
+from medscore.nets import NCSNv2, UNetScore  # noqa: E402
 from medscore.nets.accelerate import accelerate  # noqa: E402
 
 
@@ -69,7 +69,8 @@ def count_flops(model: nn.Module, size: int, batch: int) -> float:
 
 def build_cases(quick: bool) -> list[dict[str, Any]]:
     """(name, model, batch, size) rows; the old and channels-last models share the prior's weights."""
-    new = load_prior(None).model.eval()
+    new = load_prior(None).model.eval()  # the default (RefineNet) prior
+    unet = load_prior("bundled:unet").model.eval()  # the bundled U-Net prior
     old = old_from(new)
     cl = accelerate(copy.deepcopy(new), compile=False, channels_last=True)
     torch.manual_seed(0)
@@ -81,7 +82,8 @@ def build_cases(quick: bool) -> list[dict[str, Any]]:
     for batch, size in sizes:
         cases += [dict(name="old forward (bundled prior)", model=old, batch=batch, size=size, base=True),
                   dict(name="new forward (bundled prior)", model=new, batch=batch, size=size),
-                  dict(name="new + channels-last (accelerate)", model=cl, batch=batch, size=size, cl=True)]
+                  dict(name="new + channels-last (accelerate)", model=cl, batch=batch, size=size, cl=True),
+                  dict(name="U-Net prior (bundled:unet)", model=unet, batch=batch, size=size)]
     cases += [dict(name="ermongroup NCSNv2 re-impl. (ngf 32)", model=ref, batch=4, size=64),
               dict(name="medscore NCSNv2, same layout (ngf 32)", model=ours_v2, batch=4, size=64)]
     for c in cases:  # old, new and channels-last run the same convolutions: count them once
@@ -122,7 +124,7 @@ def run_threads(cases: list[dict[str, Any]], threads: int) -> list[dict[str, Any
         base = next((i for i, c in enumerate(group) if c.get("base")), None)
         for i, c in enumerate(group):
             sec, out = timed[i]
-            same = base is not None and i != base and not isinstance(c["model"], (ReferenceNCSNv2, NCSNv2))
+            same = base is not None and i != base and not isinstance(c["model"], (ReferenceNCSNv2, NCSNv2, UNetScore))
             ref_out = timed[base][1] if same else None
             rows.append(dict(threads=threads, network=c["name"], input=f"{key[0]}x1x{key[1]}x{key[1]}",
                              ms_per_image=1e3 * sec / key[0], gflops=c["flops"] / sec / 1e9, mm_gflops=0.0,

@@ -1,6 +1,7 @@
 """Volume-scale speed: one 128x128 slice at a preset, and synthetic 256x256xN slabs through the file pipeline.
 
     python scripts/bench_volume.py --presets default,fast --slabs 4,8 --json /tmp/volume.json
+    python scripts/bench_volume.py --models default,bundled:ncsn --slabs 32    # two priors in one run
 
 For each slab size it runs ``medscore.reconstruct.reconstruct_file`` (4x random lines, ``--slab-preset``,
 ``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
@@ -38,24 +39,28 @@ def _slab(n: int, path: Path) -> Path:
     return path
 
 
-def one_slice(preset: str) -> dict:
+def _model(name: str) -> str | None:
+    return None if name == "default" else name
+
+
+def one_slice(preset: str, model: str = "default") -> dict:
     """Seconds for one 128x128 slice (4x random lines) at ``preset``, after a warm-up call."""
     from medscore.embedded import held_out
     from medscore.models import load_prior
     from medscore.physics import SingleCoilMRI, make_mask
     from medscore.solvers import SamplerOptions, reconstruct_mri
 
-    model = load_prior(None).model
+    net = load_prior(_model(model)).model
     ref = torch.from_numpy(held_out("test")[5:6, 11:139, 29:157].copy())[:, None]
     mask = torch.from_numpy(make_mask("random", (128, 128), 4, 0.08, seed=0))
     y = SingleCoilMRI(mask).A(ref)
-    reconstruct_mri(model, y, mask, SamplerOptions(preset="fast", num_levels=2))  # warm-up
+    reconstruct_mri(net, y, mask, SamplerOptions(preset="fast", num_levels=2))  # warm-up
     t0 = time.perf_counter()
-    res = reconstruct_mri(model, y, mask, SamplerOptions(preset=preset))
-    return {"preset": preset, "seconds": time.perf_counter() - t0, "nfe": res.nfe * res.samples}
+    res = reconstruct_mri(net, y, mask, SamplerOptions(preset=preset))
+    return {"model": model, "preset": preset, "seconds": time.perf_counter() - t0, "nfe": res.nfe * res.samples}
 
 
-def slab(n: int, preset: str, batch_size: int | str = "auto") -> dict:
+def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default") -> dict:
     """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
     from medscore.reconstruct import reconstruct_file
     from medscore.solvers import SamplerOptions
@@ -66,17 +71,18 @@ def slab(n: int, preset: str, batch_size: int | str = "auto") -> dict:
         mask[np.random.default_rng(0).random(256) < 0.25] = 1
         mask[128 - 10:128 + 10] = 1
         t0 = time.perf_counter()
-        rep = reconstruct_file(scan, mask, out=Path(tmp) / "out.nii.gz", opts=SamplerOptions(preset=preset),
-                               batch_size=batch_size, device="cpu")
+        rep = reconstruct_file(scan, mask, model=_model(model), out=Path(tmp) / "out.nii.gz",
+                               opts=SamplerOptions(preset=preset), batch_size=batch_size, device="cpu")
         secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
+    return {"model": model, "slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
             "nfe_per_slice": rep.nfe}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="default,fast")
+    ap.add_argument("--models", default="default", help="comma-separated: default, bundled:NAME or a model folder")
     ap.add_argument("--slabs", default="4,8")
     ap.add_argument("--slab-preset", default="fast")
     ap.add_argument("--batch-size", default="auto", help="an int, or auto (the batch then grows with the slab)")
@@ -86,17 +92,22 @@ def main() -> None:
     args = ap.parse_args()
     if args._slab is not None:  # child process: one slab, result as JSON on stdout
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        print(json.dumps(slab(args._slab, args.slab_preset, bs)))
+        print(json.dumps(slab(args._slab, args.slab_preset, bs, args.models)))
         return
-    slices = [] if args.skip_slice else [one_slice(p) for p in args.presets.split(",")]
+    models = args.models.split(",")
+    slices = [] if args.skip_slice else [one_slice(p, m) for m in models for p in args.presets.split(",")]
     rows = {"threads": torch.get_num_threads(), "slice": slices, "slabs": []}
-    for n in (int(s) for s in args.slabs.split(",")):
-        cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset, "--batch-size", args.batch_size]
-        rows["slabs"].append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]))
+    for m in models:
+        for n in (int(s) for s in args.slabs.split(",") if s):  # --slabs "": single slices only
+            cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset, "--batch-size",
+                   args.batch_size, "--models", m]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            rows["slabs"].append(json.loads(out.splitlines()[-1]))
     for r in rows["slice"]:
-        print(f"| one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s |")
+        print(f"| {r['model']}: one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s |")
     for r in rows["slabs"]:
-        print(f"| 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), batch {r['batch_size']} | {r['seconds']:.0f} s "
+        print(f"| {r['model']}: 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), "
+              f"batch {r['batch_size']} | {r['seconds']:.0f} s "
               f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

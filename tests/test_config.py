@@ -36,7 +36,7 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
 
 @pytest.mark.parametrize("data", [
     {"colour": 1},
-    {"model": {"arch": "unet"}},
+    {"model": {"arch": "vit"}},
     {"model": {"ngf": "wide"}},
     {"model": {"ngf": 8.5}},
     {"steps": 2.5},

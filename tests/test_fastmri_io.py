@@ -75,7 +75,8 @@ def fake_espirit(monkeypatch, acq) -> list:
     """Replace ESPIRiT by the true maps; record the k-space batches it is given."""
     calls: list = []
 
-    def estimate(kspace: np.ndarray, calib: int | None = None) -> np.ndarray:
+    def estimate(kspace: np.ndarray, calib: int | None = None, **options) -> np.ndarray:
+        assert options == {"crop": 0.0, "image_phase": True}  # the benchmark's maps (estimate_image_maps)
         calls.append(np.array(kspace))
         return np.broadcast_to(acq["maps"], kspace.shape).astype(np.complex64)
 

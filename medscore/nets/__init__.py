@@ -6,14 +6,19 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .refinenet import NCSN, NCSNv2, RefineNetScore
+from .unet import UNetScore
 
-__all__ = ["NCSN", "NCSNv2", "RefineNetScore", "build_model", "count_parameters"]
+__all__ = ["NCSN", "NCSNv2", "RefineNetScore", "UNetScore", "ScoreNetwork", "build_model", "count_parameters"]
+
+ScoreNetwork = RefineNetScore | UNetScore  # what build_model returns: s(x, sigma) with .sigmas, .in_channels
 
 
-def build_model(cfg: ModelConfig, sigmas: Tensor) -> RefineNetScore:
+def build_model(cfg: ModelConfig, sigmas: Tensor) -> ScoreNetwork:
     """The network a :class:`ModelConfig` describes, for the given noise levels."""
     # older configs have no spatial_dims: they describe 2D networks
     spatial_dims = int(getattr(cfg, "spatial_dims", 2) or 2)
+    if cfg.arch == "unet":
+        return UNetScore(cfg.in_channels, cfg.ngf, sigmas, spatial_dims=spatial_dims)
     if cfg.arch == "ncsnv2":
         return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3, spatial_dims=spatial_dims)
     return NCSN(cfg.in_channels, cfg.ngf, sigmas, conditioning=cfg.conditioning,

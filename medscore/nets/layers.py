@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .functional import instance_norm_plus, max_pool_same
 
-__all__ = ["InstanceNormPlus", "NormParams", "ResidualBlock", "RefineBlock"]
+__all__ = ["InstanceNormPlus", "NormParams", "ResidualBlock", "RefineBlock", "log_sigma_features"]
 
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -29,6 +29,14 @@ def _conv(spatial_dims: int, *args, **kwargs) -> nn.Module:
     if spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
     return Conv[Conv.CONV, spatial_dims](*args, **kwargs)
+
+
+def log_sigma_features(sigma: Tensor, freqs: Tensor, log_range: tuple[float, float]) -> Tensor:
+    """Continuous noise-level conditioning: sines and cosines of ``freqs * t``, ``t`` = log sigma mapped to [0, 1]
+    over ``log_range`` (0 at the smallest trained level, 1 at the largest); (B,) -> (B, 2 len(freqs))."""
+    lo, hi = log_range
+    ang = ((torch.log(sigma) - lo) / (hi - lo))[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
 
 
 class InstanceNormPlus(nn.Module):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv
+from .layers import InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, log_sigma_features
 
 __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 
@@ -109,10 +109,7 @@ class RefineNetScore(nn.Module):
             return None
         if self.conditioning == "index":
             return F.one_hot(self.level_index(sigma), len(self.sigmas)).to(sigma.dtype)
-        lo, hi = self.log_range
-        t = (torch.log(sigma) - lo) / (hi - lo)  # 0 at sigma_L, 1 at sigma_1
-        ang = t[:, None] * self.freqs[None, :]
-        return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+        return log_sigma_features(sigma, self.freqs, self.log_range)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         if x.ndim != self.spatial_dims + 2:

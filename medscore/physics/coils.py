@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import InputError
+from .mri import ifft2c
 
 __all__ = [
     "estimate_smaps",
@@ -23,6 +25,8 @@ __all__ = [
     "calibration_width",
     "sampling_mask_from_kspace",
     "map_correlation",
+    "real_image_phase",
+    "estimate_image_maps",
 ]
 
 #: ESPIRiT kernel width of sigpy and BART, used when the calibration region is at least 18 samples wide
@@ -119,13 +123,16 @@ def estimate_smaps(
     return np.ascontiguousarray(mps, dtype=np.complex64)
 
 
-def estimate_smaps_volume(kspace: np.ndarray, calib: int | None = None, **kwargs: Any) -> np.ndarray:
+def estimate_smaps_volume(kspace: np.ndarray, calib: int | None = None, *, image_phase: bool = False,
+                          **kwargs: Any) -> np.ndarray:
     """:func:`estimate_smaps` slice by slice: (S, C, H, W) k-space -> (S, C, H, W) complex64 maps.
 
     With ``calib=None`` the calibration width is found per slice (the masks may differ between slices).
+    ``image_phase``: each slice's maps also take its image's smooth phase (:func:`real_image_phase`).
     """
     k = _check_kspace(kspace, 4, "multi-coil k-space volume (S, C, H, W)")
-    return np.stack([estimate_smaps(s, calib, **kwargs) for s in k])
+    maps = [estimate_smaps(s, calib, **kwargs) for s in k]
+    return np.stack([real_image_phase(s, m) for s, m in zip(k, maps)] if image_phase else maps)
 
 
 def map_correlation(estimated: np.ndarray, true: np.ndarray, support: np.ndarray | None = None) -> float:
@@ -150,3 +157,34 @@ def map_correlation(estimated: np.ndarray, true: np.ndarray, support: np.ndarray
     per_pixel = np.zeros(na.shape)
     per_pixel[both] = np.abs((a.conj() * b).sum(0))[both] / (na[both] * nb[both])
     return float(per_pixel[sup].mean())  # a support pixel where either set is zero counts as 0
+
+
+def real_image_phase(kspace: np.ndarray, smaps: np.ndarray) -> np.ndarray:
+    """``smaps`` (K, H, W) times the phase of the image they combine from the calibration region alone.
+
+    Coil maps are defined up to a per-pixel factor that the image absorbs. ESPIRiT's leaves the object's
+    phase in the image (relative to coil 0); this one moves its smooth part into the maps, so the image to
+    reconstruct is close to real and positive, as the magnitude prior (applied to the real and the imaginary
+    channel) expects. The phase is that of ``sum_k conj(S_k) F^H (B y_k)``, ``B`` the fully sampled centre
+    block of ``kspace`` (no taper: a Hann window left 5-12x more imaginary energy on the benchmark slices):
+    measured data only, the same maps for every method.
+    """
+    c = calibration_width(sampling_mask_from_kspace(kspace))
+    h, w = kspace.shape[-2:]
+    block = np.zeros_like(kspace)
+    rows, cols = slice(h // 2 - c // 2, h // 2 - c // 2 + c), slice(w // 2 - c // 2, w // 2 - c // 2 + c)
+    block[:, rows, cols] = kspace[:, rows, cols]
+    low = ifft2c(torch.from_numpy(block.astype(np.complex64, copy=False))).numpy()
+    phase = np.exp(1j * np.angle((smaps.conj() * low).sum(0)))
+    return (smaps * phase).astype(np.complex64)
+
+
+def estimate_image_maps(kspace: np.ndarray) -> np.ndarray:
+    """The coil maps medscore reconstructs with: ESPIRiT maps (:func:`estimate_smaps`) of one slice's
+    undersampled k-space (C, H, W), not cropped, with the image's smooth phase (:func:`real_image_phase`).
+
+    ``crop=0`` keeps the maps outside the object: sigpy's default (0.95) zeroes them there, which leaves the
+    background to the prior alone, and the magnitude prior paints tissue into it (medscore fast on a
+    poisson-vd 8x test slice: 28.0 dB with the crop, 36.0 dB without; TV-CS 38.5 and 38.4 dB).
+    """
+    return estimate_smaps_volume(kspace[None], crop=0.0, image_phase=True)[0]

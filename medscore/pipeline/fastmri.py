@@ -98,12 +98,12 @@ def save_sidecar(path: str | Path, info: dict[str, Any]) -> Path:
 def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
     """The sidecar's version, model (name, weights SHA-256, input channels), preset, sampler and seed for a run
     of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model)."""
-    from ..models import BUNDLED_NAME, bundled_dir
+    from ..models import bundled_label
     from ..solvers import presets_of
 
     folder = Path(prior.path).parent
-    bundled = folder.resolve() == bundled_dir().resolve()
-    model = {"name": BUNDLED_NAME if bundled else folder.name, "path": None if bundled else str(folder),
+    bundled = bundled_label(folder)
+    model = {"name": bundled or folder.name, "path": None if bundled else str(folder),
              "sha256": prior.meta.get("sha256"), "in_channels": int(prior.meta.get("model", {}).get("in_channels", 1))}
     preset = opts.resolve(task, presets_of(prior.model))
     sampler = {k: v for k, v in preset.to_dict().items() if k not in ("tasks", "note")}

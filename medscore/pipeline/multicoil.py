@@ -41,8 +41,9 @@ class CoilMaps:
     """Coil maps for batches of slices, scaled to ``sum_k |S_k|^2 = 1`` where non-zero (ESPIRiT's convention:
     the image is then the coil combination whose magnitude fastMRI's root-sum-of-squares references measure).
 
-    ``file`` None: estimated slice by slice by ESPIRiT (:func:`medscore.physics.coils.estimate_smaps_volume`,
-    sigpy) from the measured k-space of the batch; else read from the file, (S, C, H, W) or (C, H, W).
+    ``file`` None: estimated slice by slice by ESPIRiT from the measured k-space of the batch, as the benchmark
+    does (:func:`medscore.physics.coils.estimate_image_maps`: sigpy, not cropped, the image's smooth phase moved
+    into the maps, so the image to reconstruct is nearly real); else read from the file, (S, C, H, W) or (C, H, W).
     """
 
     def __init__(self, file: ComplexArrayFile | None = None) -> None:
@@ -81,7 +82,7 @@ class CoilMaps:
         else:
             from ..physics.coils import estimate_smaps_volume
 
-            maps = estimate_smaps_volume(y)
+            maps = estimate_smaps_volume(y, crop=0.0, image_phase=True)  # as estimate_image_maps, per slice
         self.seconds += time.perf_counter() - t0
         return normalize_smaps(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.complex64)))
 
@@ -150,7 +151,7 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     opts = opts or SamplerOptions()
     plan = plan_outputs(default_output(src.path, out, "medscore"), *inputs)
     dev = resolve_device(device)
-    prior = load_prior(model, dev)
+    prior = load_prior(model, dev, complex_data=True)
     check_prior_channels(prior)
     chains = opts.n_samples("mri", presets_of(prior.model))
     bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), chains, channels=2)

@@ -96,6 +96,8 @@ class Task(ABC):
     preset_free_methods: ClassVar[tuple[str, ...]] = ()  # methods that ignore the sampler preset
     tune_as_base: ClassVar[bool] = False  # medscore tune: this task's best setting becomes the preset itself
     tune_override: ClassVar[bool] = True  # medscore tune: a different best setting becomes a per-task override
+    report_fastmri: ClassVar[bool] = False  # the benchmark adds fastMRI-convention metrics
+    complex_data: ClassVar[bool] = False  # solved as complex images: the bundled complex prior when there is one
 
     @abstractmethod
     def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:

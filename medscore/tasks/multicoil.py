@@ -3,7 +3,7 @@
 Each magnitude slice gets a realistic phase, birdcage coil maps and complex k-space noise
 (:func:`medscore.physics.simulate_multicoil`), is undersampled by the spec's mask, and its coil maps are
 estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`, sigpy),
-their phase chosen so the image they encode is close to real (:func:`real_image_phase`): no fully sampled
+their phase chosen so the image they encode is close to real (:func:`~medscore.physics.coils.real_image_phase`): no fully sampled
 data, no true maps and no magnitude-only undersampling reach any method (the "implicit data crime" of
 Shimron et al., PNAS 2022). medscore solves for the complex image (two channels, the
 magnitude prior applied to each) with SENSE data consistency; the classical methods (SENSE-CG, L1-wavelet
@@ -18,21 +18,21 @@ that this centre alone exceeds the spec's sampling rate the acceleration is lowe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..physics import MultiCoilMRI, ifft2c, make_mask, map_correlation, simulate_multicoil
-from ..physics.coils import MIN_CALIB, calibration_width, sampling_mask_from_kspace
+from ..physics.coils import MIN_CALIB, calibration_width, estimate_image_maps
 from ..physics.masks import expand_mask
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 from .base import Method, Problem, StackSolve, TaskSpec, register_task
 from .mri import MRITask
 
 __all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilProblem", "Acquisition", "root_sum_of_squares",
-           "real_image_phase"]
+           ]
 
 DEFAULT_COILS = 8
 SUPPORT_LEVEL = 0.05  # object support for the map correlation: reference magnitude above this
@@ -75,26 +75,6 @@ def root_sum_of_squares(kspace: Tensor) -> Tensor:
     return torch.linalg.vector_norm(ifft2c(kspace), dim=1, keepdim=True)
 
 
-def real_image_phase(kspace: np.ndarray, smaps: np.ndarray) -> np.ndarray:
-    """``smaps`` (K, H, W) times the phase of the image they combine from the calibration region alone.
-
-    Coil maps are defined up to a per-pixel factor that the image absorbs. ESPIRiT's leaves the object's
-    phase in the image (relative to coil 0); this one moves its smooth part into the maps, so the image to
-    reconstruct is close to real and positive, as the magnitude prior (applied to the real and the imaginary
-    channel) expects. The phase is that of ``sum_k conj(S_k) F^H (B y_k)``, ``B`` the fully sampled centre
-    block of ``kspace`` (no taper: a Hann window left 5-12x more imaginary energy on the benchmark slices):
-    measured data only, the same maps for every method.
-    """
-    c = calibration_width(sampling_mask_from_kspace(kspace))
-    h, w = kspace.shape[-2:]
-    block = np.zeros_like(kspace)
-    rows, cols = slice(h // 2 - c // 2, h // 2 - c // 2 + c), slice(w // 2 - c // 2, w // 2 - c // 2 + c)
-    block[:, rows, cols] = kspace[:, rows, cols]
-    low = ifft2c(torch.from_numpy(block.astype(np.complex64, copy=False))).numpy()
-    phase = np.exp(1j * np.angle((smaps.conj() * low).sum(0)))
-    return (smaps * phase).astype(np.complex64)
-
-
 def _magnitude(res: SolverResult) -> SolverResult:
     """The complex (B, 2, H, W) result as magnitudes (B, 1, H, W); the std becomes that of the complex value."""
     res.mean = torch.linalg.vector_norm(res.mean, dim=1, keepdim=True)
@@ -112,18 +92,13 @@ class MultiCoilTask(MRITask):
     baseline_method = "zero-filled RSS"
     baseline_title = "zero-filled RSS"
     baseline_output = "zerofilled"
-    report_fastmri: ClassVar[bool] = True  # the benchmark adds the fastMRI-convention metrics
+    report_fastmri = True
+    complex_data = True
 
     def coil_maps(self, kspace: np.ndarray) -> np.ndarray:
         """ESPIRiT maps (K, H, W) of one slice's undersampled k-space (K, H, W), calibration region found from
-        its zero pattern, with the phase of :func:`real_image_phase`.
-
-        ``crop=0`` keeps the maps outside the object: sigpy's default (0.95) zeroes them there, which leaves the
-        background to the prior alone, and the magnitude prior paints tissue into it (medscore fast on a
-        poisson-vd 8x test slice: 28.0 dB with the crop, 36.0 dB without; TV-CS 38.5 and 38.4 dB)."""
-        from ..physics import estimate_smaps
-
-        return real_image_phase(kspace, estimate_smaps(kspace, crop=0.0))
+        its zero pattern (:func:`~medscore.physics.coils.estimate_image_maps`, as the file pipeline does)."""
+        return estimate_image_maps(kspace)
 
     def calibrated_mask(self, pattern: str, shape: tuple[int, int], accel: float, center: float,
                         seed: int) -> np.ndarray:
