@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from .functional import instance_norm_plus, max_pool_same
 
-__all__ = ["InstanceNormPlus", "NormParams", "ResidualBlock", "RefineBlock", "log_sigma_features"]
+__all__ = ["InstanceNormPlus", "NormParams", "ResidualBlock", "RefineBlock", "log_sigma_features", "network_input",
+           "crop_to"]
 
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -29,6 +30,27 @@ def _conv(spatial_dims: int, *args, **kwargs) -> nn.Module:
     if spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
     return Conv[Conv.CONV, spatial_dims](*args, **kwargs)
+
+
+def network_input(x: Tensor, sigma: Tensor | float, spatial_dims: int, multiple: int,
+                  min_size: int = 1) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """Checked score-network input: ``x`` replicate-padded (no artificial edge for the network to "denoise") so
+    every spatial size is a multiple of ``multiple`` and at least ``min_size``, sigma as (B,), the original size."""
+    if x.ndim != spatial_dims + 2:
+        axes = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, D, H, W)"
+        raise ValueError(f"expected x of shape {axes}, got {tuple(x.shape)}")
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+    size0 = tuple(x.shape[2:])
+    padded = [max(min_size, s + -s % multiple) for s in size0]
+    if list(size0) != padded:
+        pad = [p for s, t in zip(reversed(size0), reversed(padded)) for p in (0, t - s)]
+        x = F.pad(x, pad, mode="replicate")
+    return x, sigma, size0
+
+
+def crop_to(out: Tensor, size0: tuple[int, ...]) -> Tensor:
+    """``out`` cropped back to the spatial size the network was given (undoes :func:`network_input`'s padding)."""
+    return out if tuple(out.shape[2:]) == size0 else out[(Ellipsis, *(slice(0, s) for s in size0))]
 
 
 def log_sigma_features(sigma: Tensor, freqs: Tensor, log_range: tuple[float, float]) -> Tensor:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, log_sigma_features
+from .layers import (InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, crop_to, log_sigma_features,
+                     network_input)
 
 __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 
@@ -112,15 +113,7 @@ class RefineNetScore(nn.Module):
         return log_sigma_features(sigma, self.freqs, self.log_range)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        if x.ndim != self.spatial_dims + 2:
-            axes = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
-            raise ValueError(f"expected x of shape {axes}, got {tuple(x.shape)}")
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
-        size0 = tuple(x.shape[2:])
-        m = self.size_multiple
-        if any(s % m for s in size0):
-            pad = [p for s in reversed(size0) for p in (0, -s % m)]
-            x = F.pad(x, pad, mode="replicate")
+        x, sigma, size0 = network_input(x, sigma, self.spatial_dims, self.size_multiple)
         cond = self._condition(sigma)
         h = self.begin(x)
         feats = []
@@ -133,8 +126,7 @@ class RefineNetScore(nn.Module):
         r = self.refine2([feats[1], r], cond)
         r = self.refine1([feats[0], r], cond)
         out = self.end(F.elu(self.end_norm(r, cond), inplace=True))
-        if tuple(out.shape[2:]) != size0:
-            out = out[(Ellipsis, *(slice(0, s) for s in size0))]
+        out = crop_to(out, size0)
         if self.scale_by_sigma:
             out = out / sigma.view(-1, *([1] * (out.ndim - 1)))
         return out

@@ -17,11 +17,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 from torch import Tensor, nn
 
-from .layers import InstanceNormPlus, NormParams, log_sigma_features
+from .layers import InstanceNormPlus, NormParams, crop_to, log_sigma_features, network_input
 
 __all__ = ["UNetScore"]
 
@@ -90,23 +89,13 @@ class UNetScore(nn.Module):
         self._norms = tuple(slot.norm for slot in self._slots)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        if x.ndim != self.spatial_dims + 2:
-            axes = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
-            raise ValueError(f"expected x of shape {axes}, got {tuple(x.shape)}")
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
-        size0 = tuple(x.shape[2:])
-        padded = [max(self.min_size, s + -s % self.size_multiple) for s in size0]
-        if list(size0) != padded:  # replicate padding: no artificial edge for the network to "denoise"
-            pad = [p for s, t in zip(reversed(size0), reversed(padded)) for p in (0, t - s)]
-            x = F.pad(x, pad, mode="replicate")
+        x, sigma, size0 = network_input(x, sigma, self.spatial_dims, self.size_multiple, self.min_size)
         params = NormParams(self._norms, log_sigma_features(sigma, self.freqs, self.log_range))
         for slot in self._slots:
             slot.params = params
         try:
-            out = self.unet(x)
+            out = crop_to(self.unet(x), size0)
         finally:
             for slot in self._slots:
                 slot.params = None
-        if tuple(out.shape[2:]) != size0:
-            out = out[(Ellipsis, *(slice(0, s) for s in size0))]
         return out / sigma.view(-1, *([1] * (out.ndim - 1)))
