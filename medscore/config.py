@@ -22,7 +22,7 @@ T = TypeVar("T")
 @dataclass
 class ModelConfig:
     """Score network: ``ncsn`` (conditional instance norm++), ``ncsnv2`` (unconditional, output / sigma) or
-    ``unet`` (MONAI's BasicUNet, unconditional, output / sigma; ~3x cheaper per evaluation)."""
+    ``unet`` (MONAI's BasicUNet with conditional instance norm++, output / sigma; ~3x cheaper per evaluation)."""
 
     arch: Literal["ncsn", "ncsnv2", "unet"] = "ncsn"
     in_channels: int = 1

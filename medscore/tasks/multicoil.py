@@ -31,8 +31,7 @@ from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 from .base import Method, Problem, StackSolve, TaskSpec, register_task
 from .mri import MRITask
 
-__all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilProblem", "Acquisition", "root_sum_of_squares",
-           ]
+__all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilProblem", "Acquisition", "root_sum_of_squares"]
 
 DEFAULT_COILS = 8
 SUPPORT_LEVEL = 0.05  # object support for the map correlation: reference magnitude above this
