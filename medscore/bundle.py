@@ -145,6 +145,10 @@ def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri"
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"{root} exists and is not an empty folder: choose a new bundle folder")
     prior = load_prior(model, "cpu")
+    if "level_split" in prior.meta:
+        split = prior.meta["level_split"]
+        raise InputError(f"{prior.meta['name']} is a level split of two networks; a MONAI bundle holds one: export "
+                         f"each member ({split['coarse']}, {split['fine']})")
     weights, info_path = prior.path, prior.path.parent / "model.json"
     load_model(weights)  # the copy must be loadable on its own: weights and description agree
     info = json.loads(info_path.read_text())

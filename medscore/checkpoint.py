@@ -26,7 +26,7 @@ from .fileio import atomic_path
 from .validation import check_meta
 from .nets import ScoreNetwork, build_model
 
-__all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256"]
+__all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256", "attach_presets"]
 
 FORMAT = "medscore-score-model"
 WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors", "model.json", "resume.pt"
@@ -138,11 +138,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
-    _attach_presets(model, meta.get("presets"), meta_path)
+    attach_presets(model, meta.get("presets"), meta_path)
     return LoadedModel(model.to(device).eval(), meta, weights)
 
 
-def _attach_presets(model: nn.Module, table: Any, where: Path) -> None:
+def attach_presets(model: nn.Module, table: Any, where: Path) -> None:
     """Tuned sampler presets saved with the weights (``medscore tune``) travel on the module as ``.presets``,
     where the solvers look for them; a malformed table is refused here, before any compute."""
     if table is None:

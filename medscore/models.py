@@ -16,6 +16,7 @@ import torch
 from .checkpoint import LoadedModel, load_model
 from .config import ModelConfig
 from .errors import CheckpointError
+from .level_split import LEVEL_SPLIT_FORMAT, is_level_split, load_level_split
 
 __all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "bundled_dir", "bundled_info", "bundled_label", "bundled_names",
            "load_prior", "estimate_parameters"]
@@ -50,7 +51,9 @@ def bundled_info(name: str | None = None) -> dict[str, Any]:
         info = json.loads(meta.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         info = None
-    if not isinstance(info, dict) or not {"model", "sigmas", "sha256"} <= set(info):
+    fields = {"coarse", "fine", "switch_sigma"} if isinstance(info, dict) and info.get("format") == LEVEL_SPLIT_FORMAT \
+        else {"model", "sigmas", "sha256"}
+    if not isinstance(info, dict) or not fields <= set(info):
         raise CheckpointError(f"{meta} is damaged (not the model description it should be): reinstall medscore")
     return info
 
@@ -65,6 +68,8 @@ def bundled_label(folder: str | Path) -> str | None:
 
 
 def _load_bundled(name: str | None, device: str | torch.device) -> LoadedModel:
+    if is_level_split(bundled_dir(name)):
+        return load_level_split(bundled_dir(name), device, load_prior)
     expected = bundled_info(name).get("sha256")
     if not expected:
         raise CheckpointError("a bundled model.json lacks its sha256: the installation is damaged")
@@ -76,8 +81,8 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
     """The score model to use (bundled ones SHA-256 checked).
 
     ``None`` -> the bundled default prior, or with ``complex_data`` the bundled complex prior when this
-    installation has one; ``"bundled:NAME"`` -> that bundled prior; a path -> that model; a LoadedModel ->
-    itself.
+    installation has one; ``"bundled:NAME"`` -> that bundled prior; a path -> that model (a level split,
+    :mod:`medscore.level_split`, when its model.json says so); a LoadedModel -> itself.
     """
     if isinstance(model, LoadedModel):
         return model
@@ -86,6 +91,8 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
         return _load_bundled(COMPLEX_PRIOR if has_complex else None, device)
     if isinstance(model, str) and model.startswith(_PREFIX):
         return _load_bundled(model[len(_PREFIX):] or None, device)
+    if is_level_split(model):
+        return load_level_split(model, device, load_prior)
     return load_model(model, device=device)
 
 

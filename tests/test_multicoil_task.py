@@ -118,7 +118,8 @@ def test_exact_gaussian_prior_beats_zero_filled_towards_its_posterior_mean(true_
     def dist(x: torch.Tensor) -> float:
         return float((x - exact).norm() / exact.norm())
 
-    assert dist(res.estimate) < 0.8 * dist(prob.baseline), (dist(res.estimate), dist(prob.baseline))
+    # the proximal data step (CG) gets within 0.23 of the zero-filled distance; one gradient step only 0.70
+    assert dist(res.estimate) < 0.4 * dist(prob.baseline), (dist(res.estimate), dist(prob.baseline))
 
 
 def test_classical_methods_beat_zero_filled_rss(true_maps: MultiCoilTask):

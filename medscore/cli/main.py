@@ -10,7 +10,7 @@ from .. import __version__
 from .bundle import export_bundle_command
 from .evaluate import benchmark_command, demo_command, tune_command
 from .mask import mask_command
-from .models import models_command
+from .models import level_split_command, models_command
 from .solve import denoise_command, inpaint_command, reconstruct_command, sample_command
 from .train import train_command
 
@@ -38,6 +38,7 @@ app.command("denoise")(denoise_command)
 app.command("sample")(sample_command)
 app.command("mask")(mask_command)
 app.command("models")(models_command)
+app.command("level-split")(level_split_command)
 app.command("demo")(demo_command)
 app.command("benchmark")(benchmark_command)
 app.command("tune")(tune_command)

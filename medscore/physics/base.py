@@ -57,6 +57,9 @@ class LinearOperator:
 
     #: False for operators whose hard projection is meaningless (e.g. denoising, where it returns y).
     projectable: bool = True
+    #: True when ``A^H A`` is an orthogonal projection (masked unitary operators, the identity): then one
+    #: gradient step of weight ``1 / (1 + lam)`` is the exact proximal step (:meth:`prox`) and no CG is needed.
+    gram_is_projection: bool = False
 
     def __init__(self, cg_iters: int = 10, cg_tol: float = 1e-6) -> None:
         self.cg_iters = cg_iters
@@ -78,6 +81,17 @@ class LinearOperator:
         """Closest point to ``x`` in {x': A x' = y} (least-squares sense): ``x + A^+(y - A x)``."""
         return x + self.A_dagger(y - self.A(x))
 
+    def prox(self, z: Tensor, y: Tensor, lam: float, iters: int = 10) -> Tensor:
+        """``argmin_x 0.5 ||A x - y||^2 + 0.5 lam ||x - z||^2``: ``(A^H A + lam I) x = A^H y + lam z``.
+
+        Closed form when ``A^H A`` is a projection, else ``iters`` CG iterations warm-started at ``z``. For
+        8-coil SENSE at 8x, 10 iterations are within 1e-5 of the solution at lam = 0.25 and 1 % at lam = 0.01;
+        at lam near 0 CG stops far short, which regularises (the exact solution fits the noise).
+        """
+        if self.gram_is_projection:
+            return z - self.data_grad(z, y) / (1.0 + lam)
+        return self._cg(self.A_adjoint(y) + lam * z, z, lam, iters)
+
     def data_grad(self, x: Tensor, y: Tensor) -> Tensor:
         """Gradient of ``0.5 ||A x - y||^2``: ``A^H (A x - y)``."""
         return self.A_adjoint(self.A(x) - y)
@@ -94,16 +108,26 @@ class LinearOperator:
         return float((lhs - rhs).abs() / (lhs.abs() + 1e-30))
 
     def _cg_normal(self, rhs: Tensor) -> Tensor:
-        """Solve ``A^H A x = rhs`` by batched CG from x = 0.
+        """Solve ``A^H A x = rhs`` by batched CG from x = 0 (``cg_iters`` iterations)."""
+        return self._cg(rhs, None, 0.0, self.cg_iters)
 
-        Runs exactly ``cg_iters`` iterations with no host syncs; a sample whose relative residual is
+    def _cg(self, rhs: Tensor, x: Tensor | None, lam: float, iters: int) -> Tensor:
+        """Solve ``(A^H A + lam I) x = rhs`` by batched CG from ``x`` (None: from zero).
+
+        Runs exactly ``iters`` iterations with no host syncs; a sample whose relative residual is
         below ``cg_tol`` stops being updated (masked), so the tolerance costs nothing on the device.
         """
         b = rhs.shape[0]
         dims = tuple(range(1, rhs.ndim))
         shape = (b,) + (1,) * (rhs.ndim - 1)
-        x = torch.zeros_like(rhs)
-        r = rhs.clone()
+
+        def normal(v: Tensor) -> Tensor:
+            return self.A_adjoint(self.A(v)) + lam * v if lam else self.A_adjoint(self.A(v))
+
+        if x is None:
+            x, r = torch.zeros_like(rhs), rhs.clone()
+        else:
+            r = rhs - normal(x)
         p = r.clone()
 
         def dot(a: Tensor, c: Tensor) -> Tensor:
@@ -111,11 +135,11 @@ class LinearOperator:
             return (prod.real if prod.is_complex() else prod).sum(dim=dims).reshape(shape)
 
         rs = dot(r, r)
-        stop = (self.cg_tol**2) * rs
+        stop = (self.cg_tol**2) * dot(rhs, rhs)
         tiny = torch.finfo(rs.dtype).tiny
-        for _ in range(self.cg_iters):
+        for _ in range(iters):
             active = rs > stop
-            ap = self.A_adjoint(self.A(p))
+            ap = normal(p)
             pap = dot(p, ap)
             alpha = torch.where(active, rs / pap.clamp_min(tiny), torch.zeros_like(rs))
             x = x + alpha * p
@@ -133,6 +157,8 @@ class MaskedUnitary(LinearOperator):
     Then ``A^+ = A^H = T^H M`` and the projection onto {A x = y} has the closed form
     ``T^H((1 - M) T x + M y)``. Subclasses provide ``T``, ``T_adjoint`` and the mask tensor.
     """
+
+    gram_is_projection = True  # A^H A = T^H M T (for real images under asymmetric masks: its real part)
 
     def __init__(self, mask: object) -> None:
         super().__init__()

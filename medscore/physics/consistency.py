@@ -103,10 +103,11 @@ class DataConsistency:
 
     def __init__(self, op: LinearOperator, y: Tensor, *, noise_std: float = 0.0,
                  mode: Literal["noisy", "hard", "gradient"] = "noisy", dc_weight: float = 1.0,
-                 generator: Generators = None, projection_rounds: int | None = None) -> None:
+                 generator: Generators = None, projection_rounds: int | None = None, prox_iters: int = 10) -> None:
         if mode not in ("noisy", "hard", "gradient"):
             raise ValueError(f"consistency mode must be noisy, hard or gradient, got {mode!r}")
         self.op, self.y, self.noise_std, self.mode, self.dc_weight = op, y, float(noise_std), mode, dc_weight
+        self.prox_iters = prox_iters
         # alternating rounds are only needed for real images (``real_input``); one projection is exact otherwise
         self.projection_rounds = projection_rounds or (10 if getattr(op, "real_input", False) else 1)
         self._noisy = NoisyProjection(op, y, generator) if mode == "noisy" else None
@@ -129,6 +130,21 @@ class DataConsistency:
         # peaked at w = 1.9, so the cap changes its noisy-k-space results slightly (its noiseless ones not at all).
         w = w.clamp(max=1.0) if isinstance(w, Tensor) else min(w, 1.0)
         return x - broadcast_level(w, x) * self.op.data_grad(x, self.y)
+
+    def proximal(self, z: Tensor, sigma: float) -> Tensor:
+        """The data step on a denoised estimate ``z`` at level ``sigma``: ``clean`` for noiseless data, else
+        ``argmin_x dc_weight ||A x - y||^2 / (2 noise_std^2) + ||x - z||^2 / (2 sigma^2)``.
+
+        For operators whose ``A^H A`` is a projection (masks) that is the likelihood step ``noisy(z, sigma,
+        2 sigma^2)``; for the others (multi-coil SENSE) one gradient step falls far short of it, so it is solved
+        by ``prox_iters`` CG iterations (8-coil validation slices, ``fast``: 38.2 -> 42.6 dB at Poisson 8x,
+        24.8 -> 26.6 dB at 1D 8x; 10 iterations rather than 5: +0.14 dB on average over 4x / 8x / Poisson).
+        """
+        if self.exact:
+            return self.clean(z, sigma)
+        if getattr(self.op, "gram_is_projection", False) or self.noise_std == 0:
+            return self.noisy(z, sigma, 2.0 * sigma**2)
+        return self.op.prox(z, self.y, self.noise_std**2 / (self.dc_weight * sigma**2), iters=self.prox_iters)
 
     def clean(self, x0: Tensor, sigma: float) -> Tensor:
         if not self.exact:

@@ -20,6 +20,7 @@ class Denoising(LinearOperator):
     """Identity forward model with a stored noise level ``noise_std`` (same units as the images)."""
 
     projectable = False
+    gram_is_projection = True  # A^H A = I
 
     def __init__(self, noise_std: float) -> None:
         super().__init__()

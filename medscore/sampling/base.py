@@ -37,6 +37,8 @@ class Guidance(Protocol):
     step size alpha of the update just made: x moved by (alpha / 2) * score).
     ``clean(x0, sigma)``: make a denoised estimate consistent with the measurements when they can be
     imposed exactly (``exact``; noiseless data), else return it unchanged.
+    ``proximal(z, sigma)``: the half-quadratic-splitting data step on a denoised estimate at level sigma
+    (``clean`` for noiseless data, the proximal map of the likelihood otherwise).
     """
 
     exact: bool
@@ -44,6 +46,8 @@ class Guidance(Protocol):
     def noisy(self, x: Tensor, sigma: float, step: float) -> Tensor: ...
 
     def clean(self, x0: Tensor, sigma: float) -> Tensor: ...
+
+    def proximal(self, z: Tensor, sigma: float) -> Tensor: ...
 
 
 @dataclass

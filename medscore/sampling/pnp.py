@@ -13,8 +13,9 @@ deterministic fixed-point iteration towards a consistent image the denoiser leav
 prior lies closer to the posterior mean (the PSNR-optimal estimate) than any single sample. ``renoise`` in
 (0, 1] re-injects fresh noise at the next level (1: the iterate carries exactly the noise the network expects).
 For noiseless data the data step is the exact projection (``guidance.clean``); for noisy data it is the
-proximal step above, a likelihood step of weight ``sigma_i^2 / (sigma_i^2 + s_n^2)`` (``guidance.noisy`` with
-step ``2 sigma_i^2``), exact for masked unitary operators. One network evaluation per level.
+proximal step above (``guidance.proximal``): a likelihood step of weight ``sigma_i^2 / (sigma_i^2 + s_n^2)``
+for masked unitary operators, where that is exact, and a few CG iterations for the others (multi-coil SENSE).
+One network evaluation per level.
 
 Averaging several chains (``samples``) helps a little (they differ by the warm-start noise), but with
 ``renoise = 0`` their spread measures sensitivity to the start, not posterior uncertainty: for an uncertainty
@@ -53,11 +54,7 @@ class PlugAndPlay(Sampler):
     @staticmethod
     def data_step(guidance: Guidance | None, z: Tensor, sigma: float) -> Tensor:
         """The HQS data step on a denoised estimate at level ``sigma``."""
-        if guidance is None:
-            return z
-        if guidance.exact:
-            return guidance.clean(z, sigma)
-        return guidance.noisy(z, sigma, 2.0 * sigma**2)
+        return z if guidance is None else guidance.proximal(z, sigma)
 
     def __call__(self, score_fn: ScoreFn, x_init: Tensor, levels: Sequence[float], *, guidance: Guidance | None = None,
                  generator: Generators = None, callback: Callback | None = None,
