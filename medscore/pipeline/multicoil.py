@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..models import load_prior
 from ..physics import acceleration, channels_to_complex, ifft2c, normalize_smaps, validate_mask
 from ..solvers import SamplerOptions, SolverResult, presets_of, reconstruct_mri
+from ..tasks.mri import MULTICOIL_KEY
 from ..devices import resolve_device
 from ..transforms import RobustScaleIntensity
 from .fastmri import KSpaceRun, crop_size, run_info, write_kspace_outputs
@@ -153,7 +154,8 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     dev = resolve_device(device)
     prior = load_prior(model, dev, complex_data=True)
     check_prior_channels(prior)
-    chains = opts.n_samples("mri", presets_of(prior.model))
+    task = "mri" if maps is None else MULTICOIL_KEY
+    chains = opts.n_samples(task, presets_of(prior.model))
     bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), chains, channels=2)
     m, zf = _survey(src, m_given, maps, bs, dev)
     if maps is not None:
@@ -171,7 +173,7 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
         return res
 
     res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
-    info = {**run_info(prior, opts), "task": "mri-kspace" if maps is None else "mri-multicoil",
+    info = {**run_info(prior, opts, task), "task": "mri-kspace" if maps is None else MULTICOIL_KEY,
             "input": {"file": src.path.name, "shape": list(src.shape)},
             "mask": {"source": _mask_source(mask), "acceleration": round(acceleration(m), 4)},
             "coil_maps": None if maps is None else maps.source, "nfe_per_slice": res.nfe, "scale": scale,

@@ -133,6 +133,10 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
     return {"inpaint": _pnp(levels, samples), "inpaint-hole": _pnp(levels, samples, start=10.0, renoise=1.0)}
 
 
+# Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
+# 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76.
+_MULTICOIL_DEFAULT = _pnp(25, 2)
+
 # Tuned with medscore.tuning on the validation slab (2 slices, 151 x 187; docs/benchmarks.md, "Tuning"). At
 # <= 20 and <= 50 NFE the deterministic plug-and-play iteration beat every sampler on MRI by 2-6 dB (4x: 33.1 dB at
 # 20 NFE and 34.9 at 50, against 27.6 and 30.2 for annealed Langevin; 8x: 26.0 and 26.9 against 22.6 and 24.0):
@@ -143,8 +147,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            note="20 NFE: plug-and-play, 20 levels from sigma 1 (MRI, scattered pixels); from sigma 10 with "
                 "fresh noise (large holes)"),
     Preset("default", "pnp", 50, {"renoise": 0.0}, samples=1, sigma_start=1.0,
-           tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2)},
-           note="50 NFE: plug-and-play, 50 levels from sigma 1 (MRI); mean of 2 chains of 25 (inpainting)"),
+           tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL_DEFAULT},
+           note="50 NFE: plug-and-play, 50 levels from sigma 1 (MRI); mean of 2 chains of 25 (inpainting, "
+                "multi-coil MRI)"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),

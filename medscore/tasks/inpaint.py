@@ -136,7 +136,7 @@ class InpaintTask(Task):
 
         def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
                        callback: LevelCallback | None) -> SolverResult:
-            known = torch.from_numpy(np.ascontiguousarray(masks[rows])[:, None]).to(device)
+            known = torch.from_numpy(np.array(masks[rows])[:, None]).to(device)
             return self.solve(model, batch_of(ref, rows, device) * known, known, opts_rows, callback=callback)
 
         return StackSolve(solve_rows, ref * masks, self.chains(opts), input_files=(mask,))

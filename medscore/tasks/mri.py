@@ -23,10 +23,13 @@ from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOption
                        repeat_chains, solve)
 from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, register_task
 
-__all__ = ["MRITask"]
+__all__ = ["MRITask", "MULTICOIL_KEY"]
 
 Consistency = Literal["noisy", "hard", "gradient"]
 MRIOperator = SingleCoilMRI | MultiCoilMRI
+#: the presets' per-task key for data with coil maps, whichever task solves them (the benchmark's multi-coil
+#: task, measured multi-coil k-space through ``reconstruct_mri(smaps=...)``)
+MULTICOIL_KEY = "mri-multicoil"
 
 
 @register_task
@@ -75,7 +78,8 @@ class MRITask(Task):
         real_image = real_image and smaps is None
         mode = consistency or self.default_consistency(noise_std, smaps)
         guidance = self.guidance(op, kspace, noise_std=noise_std, mode=mode, dc_weight=dc_weight)
-        res = solve(model, self.warm_start(op, kspace), opts, self.name, guidance, start=WARM_START,
+        key = self.preset_key(mask, smaps)
+        res = solve(model, self.warm_start(op, kspace), opts, key, guidance, start=WARM_START,
                     complex_image=not real_image, callback=callback)
         if not real_image:
             res.mean = complex_to_channels(channels_to_complex(res.mean))
@@ -118,6 +122,10 @@ class MRITask(Task):
             methods["nearest training slice"] = lambda p: (
                 nearest_training_slice(p.op.A, p.y, train_slices, p.op.project), 0)
         return methods
+
+    def preset_key(self, mask: Any = None, smaps: Any = None) -> str:
+        """``mri-multicoil`` for data with coil maps (its own tuned override), else the task's name."""
+        return MULTICOIL_KEY if smaps is not None else self.name
 
     def check_inputs(self, *, mask: Any = None, mask_pattern: str | None = None, **_others: Any) -> None:
         """A mask, or a pattern to draw one from."""

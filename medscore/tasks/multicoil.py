@@ -29,7 +29,7 @@ from ..physics.coils import MIN_CALIB, calibration_width, estimate_image_maps
 from ..physics.masks import expand_mask
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 from .base import Method, Problem, StackSolve, TaskSpec, register_task
-from .mri import MRITask
+from .mri import MULTICOIL_KEY, MRITask
 
 __all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilProblem", "Acquisition", "root_sum_of_squares"]
 
@@ -86,7 +86,7 @@ def _magnitude(res: SolverResult) -> SolverResult:
 class MultiCoilTask(MRITask):
     """Multi-coil MRI: simulated acquisitions of magnitude slices, ESPIRiT maps from the undersampled data."""
 
-    name = "mri-multicoil"
+    name = MULTICOIL_KEY
     label = "multi-coil accelerated MRI"
     baseline_method = "zero-filled RSS"
     baseline_title = "zero-filled RSS"
