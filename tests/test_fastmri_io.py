@@ -123,6 +123,9 @@ def test_h5_in_all_outputs_out(acq, tmp_path):
     assert "inferred" in info["mask"]["source"]
     assert info["mask"]["acceleration"] == pytest.approx(W / acq["mask"].sum(), rel=1e-3)
     assert info["coil_maps"] == "file maps.npy" and info["crop"] is None
+    from medscore.physics.coils import estimate_kspace_noise  # the acquisition's noise, as the solver was told
+    per_slice = [estimate_kspace_noise(acq["k"][i] * acq["mask"], acq["mask"]) for i in sorted({0, S // 2, S - 1})]
+    assert info["kspace_noise_std"] == pytest.approx(min(per_slice), rel=1e-6) and info["kspace_noise_std"] > 0
     assert info["timing_s"]["total"] >= info["timing_s"]["solver"] > 0
     assert info["input"] == {"file": "mc.h5", "shape": [S, C, H, W]}
     assert set(info["outputs"].values()) == set(_files(tmp_path)) - {"rec.json"}

@@ -276,3 +276,19 @@ def test_estimate_noise_std() -> None:
     est = estimate_noise_std(noisy)
     assert isinstance(est, float) and abs(est - 0.05) < 0.01
     assert abs(estimate_noise_std(noisy[0, 0].numpy()) - 0.05) < 0.015
+
+
+def test_kspace_noise_estimate_is_exact_on_noise_and_an_upper_bound_with_signal() -> None:
+    from medscore.embedded import held_out
+    from medscore.physics.coils import estimate_kspace_noise
+    from medscore.physics.simulate import simulate_multicoil
+
+    brain = held_out("val")[0]
+    mask = make_mask("random", brain.shape, 4, 0.08, seed=0)
+    for std in (0.003, 0.02):
+        noise_only = simulate_multicoil(np.zeros_like(brain), num_coils=8, noise_std=std, seed=1).kspace
+        assert estimate_kspace_noise(noise_only * mask, mask) == pytest.approx(std, rel=0.03)
+        scan = simulate_multicoil(brain, num_coils=8, noise_std=std, seed=1).kspace
+        assert std < estimate_kspace_noise(scan * mask, mask) < 2 * std + 0.005
+    with pytest.raises(Exception, match="no measured"):
+        estimate_kspace_noise(np.ones((4, 16, 16), np.complex64), np.pad(np.ones((4, 4)), 6))

@@ -27,6 +27,7 @@ __all__ = [
     "map_correlation",
     "real_image_phase",
     "estimate_image_maps",
+    "estimate_kspace_noise",
 ]
 
 #: ESPIRiT kernel width of sigpy and BART, used when the calibration region is at least 18 samples wide
@@ -188,3 +189,25 @@ def estimate_image_maps(kspace: np.ndarray) -> np.ndarray:
     poisson-vd 8x test slice: 28.0 dB with the crop, 36.0 dB without; TV-CS 38.5 and 38.4 dB).
     """
     return estimate_smaps_volume(kspace[None], crop=0.0, image_phase=True)[0]
+
+
+def estimate_kspace_noise(kspace: np.ndarray, mask: np.ndarray, edge: float = 0.8) -> float:
+    """Std of complex Gaussian k-space noise (real and imaginary parts together) from the measured periphery.
+
+    ``kspace`` (..., H, W) centred, ``mask`` (H, W) or (W,) of measured samples. Uses the samples measured in
+    every coil beyond ``edge`` of the half-width in either direction: ``median |k| / sqrt(ln 2)``, exact for pure
+    noise (the median of a Rayleigh variable). Signal left in the periphery adds to it, so it is an upper
+    bound: exact on pure noise, 0.0089 for noise of std 0.005 on the 1 mm MNI brain with 8 coils (where the
+    brain's fine texture reaches the edge of k-space), 0.0125 for 0.01. Scanner data, whose periphery holds
+    little signal at typical SNR, sit nearer the exact end. Written here because no MONAI or sigpy function
+    estimates k-space noise without a noise pre-scan.
+    """
+    k = np.asarray(kspace)
+    h, w = k.shape[-2:]
+    ry = np.abs(np.arange(h) - h // 2) / (h / 2)
+    rx = np.abs(np.arange(w) - w // 2) / (w / 2)
+    outer = (np.maximum(ry[:, None], rx[None, :]) > edge) & (np.broadcast_to(np.asarray(mask), (h, w)) > 0)
+    values = np.abs(k[..., outer])
+    if values.size == 0:
+        raise InputError(f"no measured k-space samples beyond {edge:g} of the half-width: cannot estimate the noise")
+    return float(np.median(values) / np.sqrt(np.log(2.0)))
