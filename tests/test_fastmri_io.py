@@ -364,3 +364,18 @@ def test_fastmri_ssim_is_the_slice_mean_at_the_volume_range_and_crops():
     assert fastmri_psnr(ref, est, crop=(10, 12)) == fastmri_psnr(ref[:, 5:15, 6:18], est[:, 5:15, 6:18])
     with pytest.raises(ValueError, match="maximum"):
         fastmri_psnr(np.zeros((2, 8, 8)), np.ones((2, 8, 8)))
+
+
+def test_noise_level_falls_back_to_noiseless_when_the_periphery_is_not_measured():
+    """A centre-only mask leaves no k-space periphery to estimate the noise from: a warning, and noise 0."""
+    from types import SimpleNamespace
+
+    from medscore.pipeline.multicoil import _kspace_noise
+
+    k = np.ones((3, 2, 16, 16), np.complex64)
+    mask = np.pad(np.ones((6, 6), np.float32), 5)
+    src = SimpleNamespace(shape=k.shape, path=Path("centre.h5"), read=lambda sl: k[sl])
+    with pytest.warns(UserWarning, match="noiseless"):
+        assert _kspace_noise(src, mask) == 0.0
+    wide = np.ones((16, 16), np.float32)
+    assert _kspace_noise(src, wide) == pytest.approx(1 / np.sqrt(np.log(2)))  # |k| = 1 everywhere
