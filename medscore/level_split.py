@@ -62,13 +62,9 @@ def save_level_split(out_dir: str | Path, coarse: str, fine: str, switch_sigma: 
     _check_fields({"coarse": coarse, "fine": fine, "switch_sigma": switch_sigma}, target)
     if verify:
         from .models import load_prior
-        from .nets.level_split import LevelSplitScore
 
         members = [load_prior(_member_ref(m, Path(out_dir)), "cpu") for m in (coarse, fine)]
-        try:
-            LevelSplitScore(members[0].model, members[1].model, float(switch_sigma))
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from None
+        _combine(members[0], members[1], float(switch_sigma), target)
     meta: dict[str, Any] = {"format": LEVEL_SPLIT_FORMAT, "format_version": 1, "coarse": coarse, "fine": fine,
                             "switch_sigma": float(switch_sigma)}
     meta.update({k: v for k, v in (("name", name), ("presets", presets), ("card", card)) if v is not None})
@@ -100,11 +96,22 @@ def _member_ref(member: str, folder: Path) -> str | Path | None:
     return path
 
 
+def _combine(coarse: LoadedModel, fine: LoadedModel, switch_sigma: float, where: Path) -> Any:
+    """The :class:`~medscore.nets.level_split.LevelSplitScore` of two loaded members, or CheckpointError naming
+    what differs (intensity rule, noise levels, channels)."""
+    from .nets.level_split import LevelSplitScore
+
+    if coarse.meta.get("intensity") != fine.meta.get("intensity"):
+        raise CheckpointError(f"{where}: the two models scale intensities differently")
+    try:
+        return LevelSplitScore(coarse.model, fine.model, switch_sigma)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+
+
 def load_level_split(path: str | Path, device: str | torch.device,
                      load_member: Callable[[Any, Any], LoadedModel]) -> LoadedModel:
     """The level-split prior described at ``path``; ``load_member(ref, device)`` loads each member."""
-    from .nets.level_split import LevelSplitScore
-
     meta_path = _meta_path(path)
     try:
         meta = json.loads(meta_path.read_text())
@@ -112,12 +119,7 @@ def load_level_split(path: str | Path, device: str | torch.device,
         raise CheckpointError(f"{meta_path}: not valid JSON") from None
     _check_fields(meta, meta_path)
     coarse, fine = (load_member(_member_ref(meta[k], meta_path.parent), device) for k in ("coarse", "fine"))
-    if coarse.meta.get("intensity") != fine.meta.get("intensity"):
-        raise CheckpointError(f"{meta_path}: the two models scale intensities differently")
-    try:
-        model = LevelSplitScore(coarse.model, fine.model, float(meta["switch_sigma"]))
-    except ValueError as exc:
-        raise CheckpointError(f"{meta_path}: {exc}") from None
+    model = _combine(coarse, fine, float(meta["switch_sigma"]), meta_path)
     if meta.get("presets") is not None:
         attach_presets(model, meta["presets"], meta_path)
     info = {**fine.meta, "name": meta.get("name", meta_path.parent.name), "card": meta.get("card", {}),
