@@ -57,6 +57,8 @@ def save_level_split(out_dir: str | Path, coarse: str, fine: str, switch_sigma: 
     a pair that would not load. An existing ``model.json`` is replaced only with ``overwrite``.
     """
     target = Path(out_dir) / META
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputError(f"{out_dir} is a file: give a folder for the level split")
     if target.exists() and not overwrite:
         raise OutputError(f"{target} exists: choose a new folder (or pass overwrite=True)")
     _check_fields({"coarse": coarse, "fine": fine, "switch_sigma": switch_sigma}, target)

@@ -114,6 +114,9 @@ def test_an_incompatible_pair_is_refused_before_anything_is_written(tmp_path):
     save_level_split(tmp_path, "coarse2", "fine", 0.1)
     with pytest.raises(OutputError, match="exists"):
         save_level_split(tmp_path, "coarse2", "fine", 0.2)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(OutputError, match="is a file"):
+        save_level_split(tmp_path / "a_file", "bundled", "bundled", 0.1)
 
 
 def test_a_monai_bundle_export_of_a_level_split_is_refused_before_writing(tmp_path):
