@@ -36,11 +36,14 @@ def build_network(model: dict[str, Any], sigmas: Sequence[float]) -> torch.nn.Mo
 
 
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load safetensors weights into ``network`` (strict) and return it in eval mode."""
+    """Load safetensors weights into ``network`` (strict) and return it in eval mode, channels-last like
+    every loaded medscore model (:func:`medscore.checkpoint.load_model`)."""
     from safetensors.torch import load_file
 
+    from .nets.accelerate import accelerate
+
     network.load_state_dict(load_file(str(path)), strict=True)
-    return network.eval()
+    return accelerate(network.eval(), compile=False)
 
 
 def run_inference(dataset, network: torch.nn.Module, inferer, postprocessing, device: str | torch.device = "cpu",

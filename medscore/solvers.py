@@ -33,7 +33,7 @@ LevelCallback = Callable[[int, int], None]
 # Warm-start level of MRI and inpainting when a preset names none, on the [0, 1] intensity scale: tuned
 # on the validation slab (0.3 matched or beat 1.0 and beat 0.1 with the bundled prior).
 WARM_START = 0.3
-_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector", "renoise")
+_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector", "renoise", "flips")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class SamplerOptions:
     """A preset plus optional overrides.
 
     ``sampler`` replaces the preset's sampler (its settings then start from that sampler's defaults);
-    ``n_steps_each``/``eps``/``multiplier`` (ald), ``eta`` (ddim), ``snr``/``n_corrector`` (pc), ``renoise`` (pnp) override
+    ``n_steps_each``/``eps``/``multiplier`` (ald), ``eta`` (ddim), ``snr``/``n_corrector`` (pc), ``renoise``/``flips`` (pnp) override
     the sampler's settings; ``sigma_start`` the warm-start level (``0`` is not allowed, use a small
     level), ``sigma_end`` the last level. ``seed`` seeds one generator for the whole batch; ``slice_seeds`` (one per image of the
     batch) gives every image its own stream, so results do not depend on how slices are batched.
@@ -68,6 +68,7 @@ class SamplerOptions:
     snr: float | None = None
     n_corrector: int | None = None
     renoise: float | None = None
+    flips: bool | None = None
     sigma_start: float | None = None
     sigma_end: float | None = None
     samples: int | None = None  # None: the preset's
@@ -80,7 +81,7 @@ class SamplerOptions:
         check_sampler_overrides(samples=self.samples, num_levels=self.num_levels, n_steps_each=self.n_steps_each,
                                 eps=self.eps, multiplier=self.multiplier, sigma_start=self.sigma_start,
                                 sigma_end=self.sigma_end, snr=self.snr, eta=self.eta, n_corrector=self.n_corrector,
-                                renoise=self.renoise,
+                                renoise=self.renoise, flips=self.flips,
                                 seed=self.seed)
 
     def resolve(self, task: str | None = None, table: dict[str, Preset] | None = None) -> Preset:
@@ -159,6 +160,8 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     t0 = time.perf_counter()
     sigmas = model_sigmas(model).to(x0.device)
     preset = opts.resolve(task, presets_of(model))
+    if preset.settings.get("flips") and not getattr(model, "flip_invariant", True):
+        preset = preset.with_changes(settings={"flips": False})  # a prior trained without flips: no ensemble
     sampler = preset.build()
     if warm and start is not None and preset.sigma_start is not None:
         start = preset.sigma_start

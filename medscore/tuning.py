@@ -31,8 +31,8 @@ BUDGETS = {"fast": 20, "default": 50}
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sampler setting to try, on the task kinds ``kinds`` (preset keys: ``mri``, ``inpaint``,
-    ``inpaint-hole``; empty = every task)."""
+    """One sampler setting to try, on the task kinds ``kinds`` (preset keys: ``mri``, ``mri-dense``,
+    ``inpaint``, ``inpaint-hole``; empty = every task)."""
 
     sampler: str
     num_levels: int
@@ -70,11 +70,12 @@ def default_candidates() -> list[Candidate]:
     missing pixels), plug-and-play with fresh noise from sigma 10 (large holes), and annealed Langevin (x12 step,
     warm start 0.3) as the reference; DDIM and predictor-corrector lost to both in the previous grid
     (docs/benchmarks.md, "Tuning")."""
-    pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
-    out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "inpaint")) for lv, n, start in pnp]
+    pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (35, 1, 0.3), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
+    out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "mri-dense", "inpaint")) for lv, n, start in pnp]
     out += [Candidate("pnp", lv, n, start, (("renoise", 1.0),), ("inpaint-hole",))
             for lv, n, start in ((20, 1, 10.0), (25, 2, 10.0), (50, 1, 10.0))]
-    out += [Candidate("ald", lv, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)), ("mri",)) for lv in (6, 16)]
+    out += [Candidate("ald", lv, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)), ("mri", "mri-dense"))
+            for lv in (6, 16)]
     return [c for c in out if c.nfe() <= max(BUDGETS.values())]
 
 
@@ -119,15 +120,24 @@ def choose_presets(trials: list[Trial], budgets: dict[str, int] = BUDGETS) -> di
                 if t.nfe <= budget:
                     kinds.setdefault(kind, {}).setdefault(t.candidate, []).append(t.psnr)
         best = {k: max(c, key=lambda cand: sum(c[cand]) / len(c[cand])) for k, c in kinds.items()}
-        main = next((c for k, c in best.items() if _task_of(k).tune_as_base), None) or next(iter(best.values()))
+        main = _base_choice(best)
         base = main.as_preset(name)
-        overrides = {k: _override(c) for k, c in best.items() if c != main and _task_of(k).tune_override}
+        overrides = {k: _override(c) for k, c in best.items()
+                     if c != main and (_task_of(k).tune_override or k != _task_of(k).name)}
         # untuned tasks keep the built-in override (e.g. "sample"); tuned ones get theirs or none
         keep = {t: dict(o) for t, o in table[name].tasks.items() if t not in best}
         note = f"tuned by medscore tune on the validation slices, <= {budget} NFE per slice"
         out[name] = Preset(name, base.sampler, base.num_levels, dict(base.settings), base.samples, base.sigma_start,
                            tasks={**keep, **overrides}, note=note)
     return out
+
+
+def _base_choice(best: dict[str, Candidate]) -> Candidate:
+    """The preset's own setting: the best on the base task's own key (``mri``, not a regime such as
+    ``mri-dense``), else on any key of that task, else the first."""
+    base = [k for k in best if _task_of(k).tune_as_base]
+    own = [k for k in base if k == _task_of(k).name]
+    return best[(own or base or list(best))[0]]
 
 
 def _task_of(key: str) -> Any:

@@ -105,6 +105,8 @@ def check_sampler_overrides(prefix: str = "", **overrides: Any) -> None:
             check_positive(name, value, allow_zero=True)
         elif key == "samples":
             check_samples(name, value)
+        elif key == "flips" and not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name} must be true or false, got {value!r}")
 
 
 def check_solver_options(preset: str, samples: Any, seed: Any, overrides: dict[str, Any]) -> None:

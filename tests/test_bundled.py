@@ -79,3 +79,13 @@ def test_bundled_prior_reconstructs_a_held_out_slice_better_than_zero_filled():
     assert p_ms > p_zf + 3.0, (p_ms, p_zf)
     assert np.isfinite(p_ms) and res.nfe <= 100
 
+
+
+def test_the_default_priors_stored_presets_are_the_built_in_ones():
+    """The bundled prior's model.json carries the presets it was tuned with; they must not drift from the
+    built-in table (``medscore.sampling.PRESETS``) that the docs and benchmarks describe."""
+    from medscore.sampling import PRESETS
+    from medscore.sampling.presets import presets_to_json
+
+    stored = bundled_info(None)["presets"]
+    assert stored == presets_to_json({name: PRESETS[name] for name in stored})

@@ -172,6 +172,7 @@ def test_likelihood_step_never_moves_past_the_measurements(mu):
 
 def _pnp(**kw) -> SamplerOptions:
     kw.setdefault("num_levels", 40)
+    kw.setdefault("flips", False)  # these Gaussian priors' means are not flip-symmetric
     return SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, samples=1, sigma_start=2.0, **kw)
 
 
@@ -215,3 +216,52 @@ def test_pnp_inpainting_keeps_known_pixels_and_renoise_is_seeded(mu):
     assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
     with pytest.raises(ValueError, match="renoise"):
         build_sampler("pnp", renoise=1.5)
+
+
+def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
+    """The flip ensemble evaluates level i's score on the image flipped by the i-th of (none, W, H, both) and
+    flips it back: for a prior whose mean is flip-symmetric this is the same score, so the reconstruction is
+    unchanged; for an asymmetric one, the second level's denoiser pulls towards the left-right flipped mean."""
+    symmetric = (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1)) / 4
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    y = op.A(_complex_mean(symmetric) + S * torch.randn(1, 2, H, W, generator=_gen(9)))
+    runs = [solvers.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, _pnp(flips=f), real_image=False)
+            for f in (False, True)]
+    torch.testing.assert_close(runs[0].mean, runs[1].mean, atol=1e-5, rtol=0)
+    assert runs[1].nfe == runs[0].nfe == 40
+
+    sampler, prior = build_sampler("pnp", flips=True), GaussianPrior(mu, S)
+    x0 = torch.rand(1, 1, H, W, generator=_gen(10))
+    x1 = sampler(prior, x0, [0.5]).x  # level 0: no flip
+    s1 = 0.25
+    x2 = sampler(prior, x0, [0.5, s1]).x
+    expected = x1 - s1**2 / (S**2 + s1**2) * (x1 - mu.flip(-1))
+    torch.testing.assert_close(x2, expected, atol=1e-6, rtol=0)
+    with pytest.raises(Exception, match="flips"):
+        SamplerOptions(flips=2)
+
+
+def test_a_prior_trained_without_flips_gets_no_flip_ensemble(mu, tmp_path):
+    """The ensemble needs a flip-equivariant score: a model whose training config had ``flip_prob`` 0 is
+    solved without it even when the preset asks for it."""
+    import json
+
+    from _synth import tiny_model
+    from medscore.checkpoint import load_model
+
+    folder = tiny_model(tmp_path / "m")
+    assert load_model(folder).model.flip_invariant
+    meta = json.loads((folder / "model.json").read_text())
+    meta["train_config"]["data"]["flip_prob"] = 0.0
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert not load_model(folder).model.flip_invariant
+
+    mask = _line_mask()
+    y = SingleCoilMRI(mask, real_input=False).A(_complex_mean(mu))
+    prior = GaussianPrior(mu, S)
+    flipped = solvers.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean
+    prior.flip_invariant = False
+    plain = solvers.reconstruct_mri(prior, y, mask, _pnp(flips=False), real_image=False).mean
+    torch.testing.assert_close(solvers.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean, plain)
+    assert not torch.allclose(flipped, plain, atol=1e-4)

@@ -26,7 +26,7 @@ def _trial(task: str, cand: Candidate, psnr: float, key: str = "") -> Trial:
 def test_grid_respects_the_budgets():
     assert all(c.nfe() <= 50 for c in default_candidates())
     assert {c.sampler for c in default_candidates()} == {"ald", "pnp"}
-    assert {k for c in default_candidates() for k in c.kinds} == {"mri", "inpaint", "inpaint-hole"}
+    assert {k for c in default_candidates() for k in c.kinds} == {"mri", "mri-dense", "inpaint", "inpaint-hole"}
 
 
 def test_large_holes_get_their_own_override_and_scattered_pixels_fall_back():
@@ -40,7 +40,8 @@ def test_large_holes_get_their_own_override_and_scattered_pixels_fall_back():
     ref = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     assert preset_key(TASKS["inpaint-box"], degrade(TASKS["inpaint-box"], ref)) == "inpaint-hole"
     assert preset_key(TASKS["inpaint-70"], degrade(TASKS["inpaint-70"], ref)) == "inpaint"
-    assert preset_key(TASKS["mri-1d-4x"], degrade(TASKS["mri-1d-4x"], ref)) == "mri"
+    assert preset_key(TASKS["mri-1d-4x"], degrade(TASKS["mri-1d-4x"], ref)) == "mri-dense"
+    assert preset_key(TASKS["mri-1d-8x"], degrade(TASKS["mri-1d-8x"], ref)) == "mri"
     trials = [_trial("mri-1d-4x", PNP, 33.0, "mri"), _trial("mri-1d-4x", ALD, 27.6, "mri"),
               _trial("inpaint-70", PNP, 31.0, "inpaint"), _trial("inpaint-70", ALD, 27.0, "inpaint"),
               _trial("inpaint-box", PNP, 19.0, "inpaint-hole"), _trial("inpaint-box", HOLE, 28.6, "inpaint-hole")]
@@ -48,6 +49,19 @@ def test_large_holes_get_their_own_override_and_scattered_pixels_fall_back():
     assert fast.sampler == "pnp" and "inpaint" not in fast.tasks  # scattered pixels: same as MRI, no override
     assert fast.for_task("inpaint-hole").sigma_start == 10.0 and fast.for_task("inpaint-hole").settings["renoise"] == 1
     assert fast.for_task("inpaint").sigma_start == 1.0
+
+
+def test_dense_masks_get_their_own_override_and_the_base_comes_from_sparse_ones():
+    """4x masks solve under ``mri-dense``, 8x under ``mri``: the preset's own setting is the best on ``mri`` even
+    when dense trials come first, and ``mri-dense`` gets an override only where its best differs."""
+    low = Candidate("pnp", 20, 1, 0.3, (("renoise", 0.0),))
+    trials = [_trial("mri-1d-4x", low, 33.8, "mri-dense"), _trial("mri-1d-4x", PNP, 33.1, "mri-dense"),
+              _trial("mri-1d-8x", low, 23.6, "mri"), _trial("mri-1d-8x", PNP, 26.0, "mri")]
+    fast = choose_presets(trials)["fast"]
+    assert fast.sigma_start == 1.0 and fast.for_task("mri").sigma_start == 1.0
+    assert fast.for_task("mri-dense").sigma_start == 0.3
+    same = choose_presets([_trial("mri-1d-4x", PNP, 33.8, "mri-dense"), _trial("mri-1d-8x", PNP, 26.0, "mri")])
+    assert "mri-dense" not in same["fast"].tasks
 
 
 def test_best_within_budget_per_kind_with_inpainting_override():
@@ -82,3 +96,21 @@ def test_cli_refuses_a_folder_without_model_json_before_any_compute(tmp_path):
     assert res.exit_code == 1 and "model.json" in one_error_line(res)
     res = CliRunner().invoke(app, ["tune", str(tmp_path), "--tasks", "mri-16x"])
     assert res.exit_code == 1 and "--tasks" in one_error_line(res)
+
+
+def test_mri_masks_choose_their_regime():
+    """``mri-dense`` for masks measuring >= 20 % of k-space, ``mri`` below, ``mri-multicoil`` with coil maps; the
+    dense regime of the built-in presets starts lower and, at ``default``, costs fewer levels."""
+    import torch
+
+    from medscore.physics import make_mask
+    from medscore.tasks import get_task
+
+    task = get_task("mri")
+    four, eight = (torch.from_numpy(make_mask("random", (64, 64), a, c, seed=0)) for a, c in ((4, 0.08), (8, 0.04)))
+    assert task.preset_key(four) == "mri-dense" and task.preset_key(eight) == "mri"
+    assert task.preset_key(four, smaps=torch.ones(1, 2, 64, 64)) == "mri-multicoil"
+    for name in ("fast", "default"):
+        dense, sparse = PRESETS[name].for_task("mri-dense"), PRESETS[name].for_task("mri")
+        assert dense.sigma_start < sparse.sigma_start and dense.num_levels <= sparse.num_levels
+        assert dense.settings["flips"] and sparse.settings["flips"]

@@ -21,6 +21,8 @@ SamplerOpt = Annotated[Optional[str], typer.Option(help="override the preset's s
 EtaOpt = Annotated[Optional[float], typer.Option(help="ddim: share of fresh noise per step, 0 (deterministic) to 1")]
 SnrOpt = Annotated[Optional[float], typer.Option(help="pc: signal-to-noise ratio of the Langevin corrector steps")]
 RenoiseOpt = Annotated[Optional[float], typer.Option(help="pnp: fresh noise re-injected per level, 0 (deterministic) to 1")]
+FlipsOpt = Annotated[Optional[bool], typer.Option("--flips/--no-flips", help="pnp: periodic flip ensemble (no extra NFE); "
+                                                                              "default: the preset's")]
 AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
 BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory allows; at most 2 on CPU)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
@@ -48,7 +50,7 @@ def _progress(description: str) -> Iterator:
 
 def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None,
           sampler: str | None = None, eta: float | None = None, snr: float | None = None,
-          renoise: float | None = None):
+          renoise: float | None = None, flips: bool | None = None):
     from ..solvers import SamplerOptions
     from ..errors import InputError
     from ..sampling import PRESETS
@@ -63,7 +65,7 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
         if value is not None:
             check_positive(name, value)
     opts = SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start,
-                          sampler=sampler, eta=eta, snr=snr, renoise=renoise)
+                          sampler=sampler, eta=eta, snr=snr, renoise=renoise, flips=flips)
     try:
         opts.resolve().build()  # unknown sampler, a setting the sampler lacks, eta outside [0, 1]: one line now
     except ValueError as exc:
@@ -80,7 +82,7 @@ def reconstruct_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
     smaps: Annotated[Optional[Path], typer.Option(
         help="multi-coil k-space: coil maps .npy/.h5, (S, C, H, W) or (C, H, W); default: estimated by ESPIRiT "
              "(pip install \"medscore\\[mri]\")")] = None,
@@ -95,7 +97,7 @@ def reconstruct_command(
         from ..tasks import get_task
 
         task = get_task("mri")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips)
         is_kspace = is_kspace_file(scan)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size, kspace=is_kspace)
         with _progress(task.progress_label) as progress:
@@ -120,7 +122,7 @@ def inpaint_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
     with handle_errors():
@@ -129,7 +131,7 @@ def inpaint_command(
         from ..validation import check_mask_or_missing
 
         task = get_task("inpaint")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips)
         check_mask_or_missing(mask, missing)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size)
         with _progress(task.progress_label) as progress:
@@ -148,7 +150,7 @@ def denoise_command(
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, series: SeriesOpt = None,
-    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
+    sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
@@ -161,7 +163,7 @@ def denoise_command(
             raise InputError(f"--method must be tweedie or sampler, got {method!r}")
         from ..validation import check_positive
 
-        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise)
+        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise, flips)
         for name, value in (("--noise-std", noise_std), ("--add-noise", add_noise)):
             if value is not None:
                 check_positive(name, value)
@@ -178,13 +180,13 @@ def sample_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="output PNG grid (a .npy with the arrays is written beside it)")] = Path("samples.png"),
     size: Annotated[int, typer.Option(help="image size in pixels (square)")] = 64,
     model: ModelOpt = None, preset: PresetOpt = "default", device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None,
+    step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
 ) -> None:
     """Draw unconditional samples from the prior with annealed Langevin dynamics (Algorithm 1)."""
     with handle_errors():
         from ..api import sample_to_files
 
         with _progress("sampling") as progress:
-            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise),
+            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise, flips),
                                          device=device, progress=progress)
         console.print(f"{n} samples, {nfe} NFE each: {paths[0]} and {paths[1]}")

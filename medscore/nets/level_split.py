@@ -49,6 +49,7 @@ class LevelSplitScore(nn.Module):
         self.coarse, self.fine, self.switch_sigma = coarse, fine, float(switch_sigma)
         self.in_channels = getattr(fine, "in_channels", 1)
         self.spatial_dims = getattr(fine, "spatial_dims", 2)
+        self.flip_invariant = bool(getattr(coarse, "flip_invariant", True) and getattr(fine, "flip_invariant", True))
         if getattr(fine, "presets", None) is not None:
             self.presets = fine.presets
 
