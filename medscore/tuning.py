@@ -70,7 +70,7 @@ def default_candidates() -> list[Candidate]:
     missing pixels), plug-and-play with fresh noise from sigma 10 (large holes), and annealed Langevin (x12 step,
     warm start 0.3) as the reference; DDIM and predictor-corrector lost to both in the previous grid
     (docs/benchmarks.md, "Tuning")."""
-    pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (35, 1, 0.3), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
+    pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (30, 1, 0.3), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
     out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "mri-dense", "inpaint")) for lv, n, start in pnp]
     out += [Candidate("pnp", lv, n, start, (("renoise", 1.0),), ("inpaint-hole",))
             for lv, n, start in ((20, 1, 10.0), (25, 2, 10.0), (50, 1, 10.0))]

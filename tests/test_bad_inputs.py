@@ -182,6 +182,7 @@ CLI_CASES = {
     "sigma-start-0": (REC + ["--sigma-start", "0"], "--sigma-start"),
     "sigma-start-negative": (INP + ["--sigma-start", "-0.5"], "--sigma-start"),
     "step-multiplier-0": (REC + ["--step-multiplier", "0"], "--step-multiplier"),
+    "flips-with-a-sampler-without-them": (REC + ["--sampler", "ald", "--flips"], "flips"),
     "step-multiplier-negative": (DEN + ["--step-multiplier", "-2"], "--step-multiplier"),
     "slices-one-pixel-thick": (_den("{root}/thin.nii.gz"), "too small"),
     "slices-one-by-one": (_den("{root}/dot.nii.gz"), "too small"),

@@ -140,10 +140,11 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76.
 _MULTICOIL_DEFAULT = _pnp(25, 2)
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
-# noise 0.01: 50 levels from sigma 1 34.89 / 33.17 dB; from sigma 0.3, 25 levels 34.29 / 32.76, 30 levels
-# 34.66 / 33.06, 35 levels 34.99 / 33.32, 40 levels 35.22 / 33.51. ``default`` takes 35 levels: the same quality
-# for 30 % fewer NFE. ``fast``: 20 levels from sigma 0.3 (33.81 against 33.12 from sigma 1).
-_DENSE = {"fast": _pnp(20, 1, start=0.3), "default": _pnp(35, 1, start=0.3)}
+# noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
+# the flip ensemble: 25 levels 34.54 / 32.95, 30 levels 34.93 / 33.26, 35 levels 35.24 / 33.51. ``default`` takes
+# the fewest levels that keep the previous default's quality on both: 30, 60 % of its NFE. ``fast``: 20 levels from
+# sigma 0.3 (34.05 / 32.55 against 33.32 / 31.92 from sigma 1).
+_DENSE = {"fast": _pnp(20, 1, start=0.3), "default": _pnp(30, 1, start=0.3)}
 _PNP = {"renoise": 0.0, "flips": True}
 
 # Tuned with medscore.tuning on the validation slab (2 slices, 151 x 187; docs/benchmarks.md, "Tuning"). At
@@ -158,7 +159,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("default", "pnp", 50, _PNP, samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL_DEFAULT,
                   "mri-dense": _DENSE["default"]},
-           note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 35 from sigma 0.3 "
+           note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 30 from sigma 0.3 "
                 "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting, multi-coil MRI)"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "

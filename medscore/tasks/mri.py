@@ -32,7 +32,7 @@ MRIOperator = SingleCoilMRI | MultiCoilMRI
 MULTICOIL_KEY = "mri-multicoil"
 #: the regime key of single-coil masks that measure at least ``DENSE_FRACTION`` of k-space (acceleration <= 5):
 #: the zero-filled image is then close enough that chains can start at a lower level and need fewer levels
-#: (validation slab, 1D 4x: 35 levels from sigma 0.3 matched 50 levels from sigma 1). It falls back to ``mri``.
+#: (validation slab, 1D 4x: 30 levels from sigma 0.3 matched 50 levels from sigma 1). It falls back to ``mri``.
 DENSE_KEY = "mri-dense"
 DENSE_FRACTION = 0.2
 
