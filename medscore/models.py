@@ -81,7 +81,8 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
     """The score model to use (bundled ones SHA-256 checked).
 
     ``None`` -> the bundled default prior, or with ``complex_data`` the bundled complex prior when this
-    installation has one; ``"bundled:NAME"`` -> that bundled prior; a path -> that model (a level split,
+    installation has one; ``"bundled:NAME"`` (a str, or a Path as the CLI passes it, unless such a file
+    exists) -> that bundled prior; a path -> that model (a level split,
     :mod:`medscore.level_split`, when its model.json says so); a LoadedModel -> itself.
     """
     if isinstance(model, LoadedModel):
@@ -89,8 +90,9 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
     if model is None:
         has_complex = complex_data and (bundled_dir(COMPLEX_PRIOR) / "model.json").is_file()
         return _load_bundled(COMPLEX_PRIOR if has_complex else None, device)
-    if isinstance(model, str) and model.startswith(_PREFIX):
-        return _load_bundled(model[len(_PREFIX):] or None, device)
+    # the CLI's --model options are typed as paths: "bundled:NAME" arrives as Path("bundled:NAME")
+    if str(model).startswith(_PREFIX) and not Path(model).exists():
+        return _load_bundled(str(model)[len(_PREFIX):] or None, device)
     if is_level_split(model):
         return load_level_split(model, device, load_prior)
     return load_model(model, device=device)

@@ -341,3 +341,15 @@ def test_inpaint_mask_of_the_wrong_shape(runner, files, tmp_path):
                                 "-o", tmp_path / "out" / "x.nii.gz", *_common(files)))
     assert "(24, 28)" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_named_bundled_prior_through_the_cli(runner, files, tmp_path):
+    """``--model bundled:NAME`` (typer hands it over as a path) loads that bundled prior, as the README says."""
+    from medscore.models import load_prior
+    from medscore.nets import UNetScore
+
+    assert isinstance(load_prior(Path("bundled:unet")).model, UNetScore)
+    out = tmp_path / "den.nii.gz"
+    _ok(_run(runner, "denoise", files["scan"], "--noise-std", "0.05", "-o", out, "--model", "bundled:unet",
+             "--device", "cpu"))
+    _assert_same_geometry(out, files["scan"])

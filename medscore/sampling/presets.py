@@ -137,7 +137,8 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 
 
 # Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
-# 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76.
+# 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76; the
+# last with the flip ensemble 35.86.
 _MULTICOIL_DEFAULT = _pnp(25, 2)
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
 # noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
