@@ -187,7 +187,12 @@ def test_single_coil_h5_still_works_and_gets_the_new_outputs(acq, tmp_path):
     assert np.load(tmp_path / "o" / "s_complex.npy").shape == (S, H, W)
     with h5py.File(tmp_path / "o" / "s.h5", "r") as f:
         assert f["reconstruction"].shape == (S, 16, 16)
-    assert json.loads((tmp_path / "o" / "s.json").read_text())["coil_maps"] is None
+    info = json.loads((tmp_path / "o" / "s.json").read_text())
+    assert info["coil_maps"] is None
+    # half the lines measured: the sidecar names the dense-mask settings the solver used
+    from medscore.sampling import PRESETS
+
+    assert info["sampler"]["sigma_start"] == PRESETS["fast"].for_task("mri-dense").sigma_start == 0.3
     with pytest.raises(InputError, match="multi-coil"):
         load_kspace(acq["h5"])
 

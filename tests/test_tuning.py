@@ -114,3 +114,15 @@ def test_mri_masks_choose_their_regime():
         dense, sparse = PRESETS[name].for_task("mri-dense"), PRESETS[name].for_task("mri")
         assert dense.sigma_start < sparse.sigma_start and dense.num_levels <= sparse.num_levels
         assert dense.settings["flips"] and sparse.settings["flips"]
+
+
+def test_multicoil_problems_tune_under_their_own_key():
+    """The tuner asks a task for its key with the mask alone: multi-coil problems stay ``mri-multicoil`` at any
+    acceleration (not the single-coil ``mri-dense`` / ``mri``)."""
+    import torch
+
+    from medscore.physics import make_mask
+    from medscore.tasks import get_task
+
+    four = torch.from_numpy(make_mask("random", (64, 64), 4, 0.08, seed=0))
+    assert get_task("mri-multicoil").preset_key(four) == "mri-multicoil"

@@ -94,6 +94,11 @@ class MultiCoilTask(MRITask):
     report_fastmri = True
     complex_data = True
 
+    def preset_key(self, mask: Any = None, smaps: Any = None) -> str:
+        """Always ``mri-multicoil``: its problems carry coil maps whatever the mask (the solve passes them; the
+        tuner asks with the mask alone)."""
+        return MULTICOIL_KEY
+
     def coil_maps(self, kspace: np.ndarray) -> np.ndarray:
         """ESPIRiT maps (K, H, W) of one slice's undersampled k-space (K, H, W), calibration region found from
         its zero pattern (:func:`~medscore.physics.coils.estimate_image_maps`, as the file pipeline does)."""
