@@ -36,14 +36,14 @@ def build_network(model: dict[str, Any], sigmas: Sequence[float]) -> torch.nn.Mo
 
 
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load safetensors weights into ``network`` (strict) and return it in eval mode, channels-last like
-    every loaded medscore model (:func:`medscore.checkpoint.load_model`)."""
+    """Load safetensors weights into ``network`` (strict) and return it in eval mode, in the memory layout of
+    every loaded medscore model (:func:`medscore.nets.accelerate.inference_layout`)."""
     from safetensors.torch import load_file
 
-    from .nets.accelerate import accelerate
+    from .nets.accelerate import inference_layout
 
     network.load_state_dict(load_file(str(path)), strict=True)
-    return accelerate(network.eval(), compile=False)
+    return inference_layout(network.eval())
 
 
 def run_inference(dataset, network: torch.nn.Module, inferer, postprocessing, device: str | torch.device = "cpu",

@@ -25,7 +25,7 @@ from .errors import CheckpointError
 from .fileio import atomic_path
 from .validation import check_meta
 from .nets import ScoreNetwork, build_model
-from .nets.accelerate import accelerate
+from .nets.accelerate import inference_layout
 
 __all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256", "attach_presets"]
 
@@ -141,9 +141,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
     attach_presets(model, meta.get("presets"), meta_path)
     model.flip_invariant = trained_with_flips(meta)  # type: ignore[assignment]
-    # channels-last weights: oneDNN's convolutions and pooling run ~12 % faster on this CPU at equal outputs
-    # (docs/benchmarks.md, "Forward"); eval() as loaded models are for inference
-    return LoadedModel(accelerate(model.to(device).eval(), compile=False), meta, weights)
+    return LoadedModel(inference_layout(model.to(device).eval()), meta, weights)
 
 
 def attach_presets(model: nn.Module, table: Any, where: Path) -> None:

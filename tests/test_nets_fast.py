@@ -167,3 +167,15 @@ def test_accelerate_falls_back_cleanly(monkeypatch):
         assert accelerate(other, compile=True) is other
     assert accelerate(other) is other and not is_compiled(other)  # "auto" on CPU: no compile
     assert score_inference(other, x, 0.1).dtype == torch.float32
+
+
+def test_inference_layout_is_channels_last_for_2d_networks_only():
+    """Loaded models run channels-last in 2D (measured faster); 3D networks keep their layout (no gain measured)."""
+    from medscore.nets.accelerate import inference_layout
+
+    two = inference_layout(NCSN(1, 4, SIGMAS, conditioning="continuous"))
+    three = inference_layout(NCSN(1, 4, SIGMAS, conditioning="continuous", spatial_dims=3))
+    w2 = next(p for p in two.parameters() if p.ndim == 4 and p.shape[1] > 1)
+    w3 = next(p for p in three.parameters() if p.ndim == 5 and p.shape[1] > 1)
+    assert w2.is_contiguous(memory_format=torch.channels_last) and not w2.is_contiguous()
+    assert w3.is_contiguous()

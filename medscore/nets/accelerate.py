@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["accelerate", "is_compiled", "score_inference"]
+__all__ = ["accelerate", "inference_layout", "is_compiled", "score_inference"]
 
 
 class _FallbackForward:
@@ -76,6 +76,13 @@ def accelerate(model: nn.Module, compile: bool | str = "auto", channels_last: bo
             return model
         model.forward = _FallbackForward(compiled, eager)  # instance attribute: nn.Module.__call__ uses it
     return model
+
+
+def inference_layout(model: nn.Module) -> nn.Module:
+    """The memory layout loaded models run in, set in place: channels-last for 2D networks (5-14 % faster per
+    forward on this CPU at equal weights, docs/benchmarks.md), unchanged for 3D ones (channels-last-3d measured
+    no faster: 920-1,064 against 1,012-1,070 ms for an NCSN at 48^3, slower for the U-Net). Returns ``model``."""
+    return accelerate(model, compile=False, channels_last=getattr(model, "spatial_dims", 2) == 2)
 
 
 def is_compiled(model: nn.Module) -> bool:

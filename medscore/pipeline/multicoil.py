@@ -25,7 +25,8 @@ from ..models import load_prior
 from ..physics import acceleration, channels_to_complex, ifft2c, normalize_smaps, validate_mask
 from ..physics.coils import estimate_kspace_noise
 from ..solvers import SamplerOptions, SolverResult, presets_of, reconstruct_mri
-from ..tasks.mri import MULTICOIL_KEY, MRITask
+from ..tasks import get_task
+from ..tasks.mri import MULTICOIL_KEY
 from ..devices import resolve_device
 from ..transforms import RobustScaleIntensity
 from .fastmri import KSpaceRun, crop_size, run_info, write_kspace_outputs
@@ -191,7 +192,7 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
 
     res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
     # the preset key the solver used (a dense single-coil mask solves under mri-dense), for the sidecar
-    key = MRITask().preset_key(m, maps)
+    key = get_task("mri").preset_key(m, maps)
     info = {**run_info(prior, opts, key), "task": "mri-kspace" if maps is None else MULTICOIL_KEY,
             "input": {"file": src.path.name, "shape": list(src.shape)},
             "mask": {"source": _mask_source(mask), "acceleration": round(acceleration(m), 4)},
