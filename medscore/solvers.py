@@ -23,6 +23,7 @@ from torch import Tensor
 from .errors import InputError
 from .rng import Generators, RowGenerators, make_generators, randn
 from .sampling import Guidance, Preset, preset_table, select_levels
+from .sampling.pnp import alternate_chain_flips
 
 __all__ = ["SolverResult", "SamplerOptions", "score_function", "solve", "reconstruct_mri", "inpaint", "denoise",
            "sample", "presets_of", "WARM_START", "model_sigmas", "repeat_chains"]
@@ -172,7 +173,10 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     if warm:
         x = x + float(levels[0]) * randn(x.shape, g, dtype=x.dtype, device=x.device)
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
-    res = sampler(score_function(model, complex_image), x, levels, guidance=make_guidance(g, n, preset),
+    score = score_function(model, complex_image)
+    if preset.settings.get("flips"):
+        score = alternate_chain_flips(score, n)  # the chains of one image: complementary flips at every level
+    res = sampler(score, x, levels, guidance=make_guidance(g, n, preset),
                   generator=g, callback=cb, sigma_ref=float(sigmas[-1]))
     out = res.x.reshape(b, n, *x0.shape[1:])
     std = out.std(dim=1, unbiased=True) if n > 1 else None

@@ -4,7 +4,8 @@
     python scripts/bundle_prior.py runs/complex --name complex --title mri-brain-complex-unet      # bundled:complex
 
 Writes ``model.safetensors`` and ``model.json`` (the training JSON plus ``sha256`` of the weights, the
-``name`` shown in sidecars and a short ``card`` summary shown by ``medscore models``) to
+``name`` shown in sidecars, a short ``card`` summary shown by ``medscore models`` and, unless the run was tuned
+(``medscore tune`` wrote its own), the built-in ``fast``/``default``/``best`` presets the docs describe) to
 ``medscore/pretrained/`` (the default prior) or ``medscore/pretrained/NAME/`` (``--model bundled:NAME``).
 The weights must stay under 25 MB.
 """
@@ -17,9 +18,12 @@ import shutil
 from pathlib import Path
 
 from medscore.checkpoint import load_model, resolve_model_path, sha256
+from medscore.sampling import PRESETS
+from medscore.sampling.presets import presets_to_json
 
 DEST = Path(__file__).resolve().parents[1] / "medscore" / "pretrained"
 LIMIT = 25e6
+STORED_PRESETS = ("fast", "default", "best")
 
 
 def main() -> None:
@@ -39,6 +43,7 @@ def main() -> None:
     meta = json.loads(meta_path.read_text())
     meta["sha256"] = sha256(dest / "model.safetensors")
     meta["card"] = json.loads(Path(args.card_json).read_text()) if args.card_json else {}
+    meta.setdefault("presets", presets_to_json({name: PRESETS[name] for name in STORED_PRESETS}))
     if args.title:
         meta["name"] = args.title
     (dest / "model.json").write_text(json.dumps(meta, indent=2))

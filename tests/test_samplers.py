@@ -20,6 +20,7 @@ from medscore.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.physics.mri import complex_to_channels, ifft2c
 from medscore.sampling import PRESETS, DenoisingDiffusion, PredictorCorrector, Preset, build_sampler, preset_table
+from medscore.sampling.pnp import alternate_chain_flips
 from medscore.sampling.toy import mixture_score, mode_weights
 from medscore.solvers import SamplerOptions
 
@@ -240,6 +241,26 @@ def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
     torch.testing.assert_close(x2, expected, atol=1e-6, rtol=0)
     with pytest.raises(Exception, match="flips"):
         SamplerOptions(flips=2)
+
+
+def test_the_chains_of_one_image_get_complementary_flips(mu):
+    """With the flip ensemble, odd chains (rows b n + j, j odd) see their image rotated by 180 degrees: for a
+    flip-symmetric prior two chains give what they give without flips; for an asymmetric one the odd rows' score
+    is that of the rotated mean, by chain index only (not by the image's place in the batch)."""
+    symmetric = (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1)) / 4
+    mask = _line_mask()
+    op = SingleCoilMRI(mask, real_input=False)
+    y = op.A(_complex_mean(symmetric) + S * torch.randn(2, 2, H, W, generator=_gen(12)))
+    runs = [solvers.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, dataclasses.replace(_pnp(flips=f), samples=2), real_image=False)
+            for f in (False, True)]
+    torch.testing.assert_close(runs[0].mean, runs[1].mean, atol=1e-5, rtol=0)
+
+    score = alternate_chain_flips(GaussianPrior(mu, S), 2)
+    x, sigma = torch.rand(4, 1, H, W, generator=_gen(13)), torch.full((4,), 0.5)
+    out = score(x, sigma)
+    for row, mean in enumerate([mu, mu.flip(-2, -1)] * 2):
+        torch.testing.assert_close(out[row], -(x[row] - mean) / (S**2 + 0.25), atol=1e-6, rtol=0)
+    assert alternate_chain_flips(GaussianPrior(mu, S), 1)(x, sigma).equal(GaussianPrior(mu, S)(x, sigma))
 
 
 def test_a_prior_trained_without_flips_gets_no_flip_ensemble(mu, tmp_path):

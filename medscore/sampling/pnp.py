@@ -39,7 +39,7 @@ from torch import Tensor
 from ..rng import Generators
 from .base import Callback, Guidance, SampleResult, Sampler, ScoreFn, as_levels, noise_like, register_sampler, sigma_rows
 
-__all__ = ["PlugAndPlay", "flipped_score"]
+__all__ = ["PlugAndPlay", "flipped_score", "alternate_chain_flips"]
 
 # The flips of the last two (in-plane) axes that the priors were trained with.
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -50,6 +50,26 @@ def flipped_score(score_fn: ScoreFn, x: Tensor, sigma: Tensor, dims: tuple[int, 
     if not dims:
         return score_fn(x, sigma)
     return score_fn(x.flip(dims), sigma).flip(dims)
+
+
+def alternate_chain_flips(score_fn: ScoreFn, chains: int) -> ScoreFn:
+    """``score_fn`` for a batch of ``chains`` chains per image (rows ``b * chains + j``) in which every odd chain
+    ``j`` sees its image rotated by 180 degrees (both flips) and its score rotated back.
+
+    With the flip ensemble this gives the chains of one image complementary flips at every level (chain 0: none,
+    left-right, up-down, both; chain 1: both, up-down, left-right, none), so their mean averages the network's
+    orientation error instead of repeating it. It depends only on ``j``, not on how images are batched, and
+    changes nothing for a flip-invariant prior in exact arithmetic.
+    """
+    if chains < 2:
+        return score_fn
+
+    def score(x: Tensor, sigma: Tensor) -> Tensor:
+        odd = (torch.arange(x.shape[0], device=x.device) % chains % 2 == 1).view(-1, *([1] * (x.ndim - 1)))
+        out = score_fn(torch.where(odd, x.flip((-2, -1)), x), sigma)
+        return torch.where(odd, out.flip((-2, -1)), out)
+
+    return score
 
 
 @register_sampler
