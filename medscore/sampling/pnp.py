@@ -21,7 +21,9 @@ One network evaluation per level.
 flips the prior was trained with): level i evaluates the network on the image flipped by the i-th of the four
 flips (none, left-right, up-down, both) and flips the score back. The exact score of a flip-invariant prior is
 flip-equivariant, so this changes nothing in exact arithmetic; with a real network it spreads the network's
-systematic error over four orientations instead of repeating it at every level. It costs no extra NFE.
+systematic error over four orientations instead of repeating it at every level. It costs no extra NFE. When
+several chains run per image, ``medscore.solvers.solve`` also gives the odd ones the complementary flips
+(:func:`alternate_chain_flips`), so their mean averages the orientations at every level.
 
 Averaging several chains (``samples``) helps a little (they differ by the warm-start noise), but with
 ``renoise = 0`` their spread measures sensitivity to the start, not posterior uncertainty: for an uncertainty

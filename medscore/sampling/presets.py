@@ -130,7 +130,8 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
     # NFE against 27.7 for ald). Large holes (``inpaint-hole``: a hole radius above 8 px) need a chain that samples:
     # plug-and-play with fresh noise at every level, started at sigma 10 (central box: 28.6 dB at 20 NFE, where
     # deterministic plug-and-play stalls at 19 dB and ald with the x12 step diverges).
-    # The flip ensemble helps the deterministic chains (70 % missing: 32.11 against 31.63 dB at 2 x 25 levels) but
+    # The flip ensemble helps the deterministic chains (70 % missing: 32.11 against 31.63 dB at 2 x 25 levels;
+    # 32.26 with the second chain on the complementary flips) but
     # not the sampling ones in large holes (box: 28.98 against 29.25), whose error is sampling noise, not bias.
     hole = _pnp(levels, samples, start=10.0, renoise=1.0)
     return {"inpaint": _pnp(levels, samples), "inpaint-hole": {**hole, "settings": {"renoise": 1.0, "flips": False}}}
@@ -138,7 +139,7 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 
 # Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
 # 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76; the
-# last with the flip ensemble 35.86.
+# last with the flip ensemble 35.86, and with the second chain on the complementary flips (``solve``) 35.92.
 _MULTICOIL_DEFAULT = _pnp(25, 2)
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
 # noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
