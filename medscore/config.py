@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from .errors import ConfigError
+from .lr_schedule import SCHEDULES
 
 __all__ = ["ModelConfig", "NoiseConfig", "DataConfig", "TrainConfig", "load_config", "config_from_dict", "config_to_dict"]
 
@@ -116,6 +117,8 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 2e-4
     warmup_steps: int = 100
+    lr_schedule: str = "constant"  # after warm-up: "constant" or "cosine" (down to lr_final at the last step)
+    lr_final: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0
@@ -126,8 +129,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # also keep an EMA snapshot per checkpoint under checkpoints/
     sample_every: int = 500
-    num_samples: int = 16
-    sample_levels: int = 30
+    num_samples: int = 8  # preview images: 8 x 100 levels x 3 steps cost ~1.5 min at 64 px on 2 CPU cores
+    sample_levels: int = 100  # preview chains (3 steps each): 30 levels diverged from sigma_max 53 (docs/training.md)
     sample_steps_each: int = 3
     val_images: int = 32
     init_from: str | None = None  # a model folder, "bundled" or "bundled:NAME": its weights start a new run
@@ -143,6 +146,9 @@ class TrainConfig:
         for name in ("lr", "grad_clip"):
             v = getattr(self, name)
             _need(_is_num(v) and 0 < v < math.inf, f"{name} must be a finite number > 0, got {v!r}")
+        _need(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
+        _need(_is_num(self.lr_final) and 0 <= self.lr_final <= self.lr,
+              f"lr_final must be a number in [0, lr], got {self.lr_final!r}")
         _need(_is_num(self.ema_decay) and 0 <= self.ema_decay < 1,
               f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         model, data = self.model, self.data

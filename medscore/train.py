@@ -27,6 +27,7 @@ from .devices import resolve_device  # re-exported here (its historical home)
 from .errors import CheckpointError, ConfigError
 from .fileio import check_out_dir
 from .losses import dsm_loss
+from .lr_schedule import learning_rate
 from .nets import build_model, count_parameters
 from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
 from .warm_start import warm_start
@@ -183,7 +184,8 @@ def _train_step(run: _Run, x: torch.Tensor, step: int) -> torch.Tensor:
     g = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, step, run.rank, 7))
     sigma = sample_levels(run.model.sigmas, x.shape[0], generator=g)
     for group in run.opt.param_groups:
-        group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        group["lr"] = learning_rate(step, lr=cfg.lr, steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                                    schedule=cfg.lr_schedule, lr_final=cfg.lr_final)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         loss = dsm_loss(run.net, x, sigma, generator=g)
     run.opt.zero_grad(set_to_none=True)
