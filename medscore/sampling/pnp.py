@@ -66,8 +66,14 @@ def alternate_chain_flips(score_fn: ScoreFn, chains: int) -> ScoreFn:
     if chains < 2:
         return score_fn
 
+    masks: dict[tuple, Tensor] = {}  # the odd-chain mask per (batch, ndim, device): built once, not every level
+
     def score(x: Tensor, sigma: Tensor) -> Tensor:
-        odd = (torch.arange(x.shape[0], device=x.device) % chains % 2 == 1).view(-1, *([1] * (x.ndim - 1)))
+        key = (x.shape[0], x.ndim, x.device)
+        if key not in masks:
+            rows = torch.arange(x.shape[0], device=x.device)
+            masks[key] = (rows % chains % 2 == 1).view(-1, *([1] * (x.ndim - 1)))
+        odd = masks[key]
         out = score_fn(torch.where(odd, x.flip((-2, -1)), x), sigma)
         return torch.where(odd, out.flip((-2, -1)), out)
 
