@@ -27,7 +27,9 @@ from .fileio import atomic_path
 from .models import load_prior
 from .nets import build_model
 
-__all__ = ["export_bundle", "build_network", "load_weights", "run_inference", "inference_config", "metadata"]
+__all__ = ["export_bundle", "build_network", "build_level_split", "load_weights", "load_split_weights", "run_inference",
+           "inference_config", "metadata"]
+_MEMBERS = ("coarse", "fine")
 
 
 def build_network(model: dict[str, Any], sigmas: Sequence[float]) -> torch.nn.Module:
@@ -46,6 +48,22 @@ def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     return inference_layout(network.eval())
 
 
+def build_level_split(coarse: dict[str, Any], fine: dict[str, Any], switch_sigma: float) -> torch.nn.Module:
+    """The :class:`~medscore.nets.level_split.LevelSplitScore` of two model descriptions (``model`` and ``sigmas``
+    of each member's ``model.json``): the network of a bundle exported from a level-split prior."""
+    from .nets.level_split import LevelSplitScore
+
+    return LevelSplitScore(build_network(coarse["model"], coarse["sigmas"]),
+                           build_network(fine["model"], fine["sigmas"]), switch_sigma)
+
+
+def load_split_weights(network: torch.nn.Module, models_dir: str | Path) -> torch.nn.Module:
+    """Load ``models_dir/coarse`` and ``models_dir/fine`` weights into a :func:`build_level_split` network."""
+    for member in _MEMBERS:
+        load_weights(getattr(network, member), Path(models_dir) / member / "model.safetensors")
+    return network.eval()
+
+
 def run_inference(dataset, network: torch.nn.Module, inferer, postprocessing, device: str | torch.device = "cpu",
                   key: str = "image", pred_key: str = "pred") -> int:
     """Each item of ``dataset``: ``inferer(image, network)`` -> ``d[pred_key]`` -> ``postprocessing(d)``."""
@@ -59,8 +77,23 @@ def run_inference(dataset, network: torch.nn.Module, inferer, postprocessing, de
     return len(dataset)
 
 
+def _network_entries(info: dict[str, Any]) -> dict[str, Any]:
+    """``network_def`` and ``network`` of ``inference.json``: one network, or a level split's two."""
+    if "level_split" not in info:
+        return {"network_def": {"_target_": "medscore.bundle.build_network", "model": info["model"],
+                                "sigmas": info["sigmas"]},
+                "network": "$medscore_bundle.load_weights(@network_def, @bundle_root + '/models/model.safetensors')"
+                           ".to(@device)"}
+    split = info["level_split"]
+    return {"network_def": {"_target_": "medscore.bundle.build_level_split", "switch_sigma": split["switch_sigma"],
+                            **{m: {"model": split[f"{m}_info"]["model"], "sigmas": split[f"{m}_info"]["sigmas"]}
+                               for m in _MEMBERS}},
+            "network": "$medscore_bundle.load_split_weights(@network_def, @bundle_root + '/models').to(@device)"}
+
+
 def inference_config(info: dict[str, Any], task: str = "mri", orientation: str | None = "RAS") -> dict[str, Any]:
-    """The ``inference.json`` of a bundle for the model described by ``info`` (its ``model.json``)."""
+    """The ``inference.json`` of a bundle for the model described by ``info`` (its ``model.json``; for a level
+    split, the fine member's with ``level_split`` holding ``switch_sigma`` and ``coarse_info`` / ``fine_info``)."""
     lo, hi = info["intensity"]["percentiles"]
     return {
         "imports": ["$import glob", "$import os", "$import torch", "$import medscore.bundle as medscore_bundle"],
@@ -69,8 +102,7 @@ def inference_config(info: dict[str, Any], task: str = "mri", orientation: str |
         "task": task, "mask_file": None, "mask_pattern": "random", "accel": 4.0, "center": 0.08, "mask_seed": 0,
         "noise_std": None, "method": "tweedie", "preset": "default", "num_levels": None, "samples": None, "seed": 0,
         "batch_size": 4, "spatial_axis": 2,
-        "network_def": {"_target_": "medscore.bundle.build_network", "model": info["model"], "sigmas": info["sigmas"]},
-        "network": "$medscore_bundle.load_weights(@network_def, @bundle_root + '/models/model.safetensors').to(@device)",
+        **_network_entries(info),
         "preprocessing": {"_target_": "medscore.transforms.inference_transforms", "percentiles": [lo, hi],
                           "orientation": orientation},
         "dataset_data": "$[{'image': f} for f in sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))]",
@@ -129,7 +161,8 @@ model was trained on RAS axial slices) and mapped back by `Invertd`; for a RAS s
 `medscore reconstruct SCAN --mask MASK` with the same options.
 
 Files: `models/model.safetensors` (weights) and `models/model.json` (medscore's model description: also
-usable as `medscore reconstruct --model models`), `configs/inference.json`, `configs/metadata.json`.
+usable as `medscore reconstruct --model models`; a level-split prior has `models/coarse/` and `models/fine/`,
+one network each, and `models/model.json` names them), `configs/inference.json`, `configs/metadata.json`.
 """
 
 
@@ -138,8 +171,34 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _copy_model(weights: Path, dest: Path) -> dict[str, Any]:
+    """Copy one model's weights and ``model.json`` into ``dest`` (atomically each); returns its description."""
+    info_path = weights.parent / "model.json"
+    load_model(weights)  # the copy must be loadable on its own: weights and description agree
+    for name, src in (("model.safetensors", weights), ("model.json", info_path)):
+        with atomic_path(dest / name) as tmp:
+            shutil.copyfile(src, tmp)
+    return json.loads(info_path.read_text())
+
+
+def _copy_level_split(prior: Any, models: Path) -> dict[str, Any]:
+    """``models/coarse``, ``models/fine`` and a ``models/model.json`` naming them (usable as ``--model``)."""
+    from .level_split import member_refs, save_level_split
+
+    refs = member_refs(prior.path)
+    infos = {m: _copy_model(load_prior(refs[m], "cpu").path, models / m) for m in _MEMBERS}
+    split = prior.meta["level_split"]
+    save_level_split(models, "coarse", "fine", split["switch_sigma"], name=prior.meta.get("name"),
+                     presets=prior.meta.get("presets"), card=prior.meta.get("card"), verify=False)
+    return {**infos["fine"], "level_split": {"switch_sigma": split["switch_sigma"],
+                                             **{f"{m}_info": infos[m] for m in _MEMBERS}}}
+
+
 def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri", orientation: str | None = "RAS") -> Path:
-    """Write a MONAI bundle for ``model`` (default: the bundled prior) into the new or empty ``directory``."""
+    """Write a MONAI bundle for ``model`` (default: the bundled prior) into the new or empty ``directory``.
+
+    A level-split prior (such as the default one) exports both networks: ``models/coarse``, ``models/fine``,
+    and a ``network_def`` that builds the pair."""
     from .pipeline.outputs import check_writable
     from .tasks import get_task
 
@@ -148,19 +207,13 @@ def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri"
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(f"{root} exists and is not an empty folder: choose a new bundle folder")
     prior = load_prior(model, "cpu")
-    if "level_split" in prior.meta:
-        split = prior.meta["level_split"]
-        raise InputError(f"{prior.meta['name']} is a level split of two networks; a MONAI bundle holds one: export "
-                         f"each member ({split['coarse']}, {split['fine']})")
-    weights, info_path = prior.path, prior.path.parent / "model.json"
-    load_model(weights)  # the copy must be loadable on its own: weights and description agree
-    info = json.loads(info_path.read_text())
     check_writable(root / "models")
-    for name, src in (("model.safetensors", weights), ("model.json", info_path)):
-        with atomic_path(root / "models" / name) as tmp:
-            shutil.copyfile(src, tmp)
+    if "level_split" in prior.meta:
+        info = _copy_level_split(prior, root / "models")
+    else:
+        info = _copy_model(prior.path, root / "models")
     _write_text(root / "configs" / "inference.json", json.dumps(inference_config(info, task, orientation), indent=2))
     _write_text(root / "configs" / "metadata.json", json.dumps(metadata(info, task), indent=2))
-    source = "the bundled prior" if model is None else str(weights)
+    source = "the bundled prior" if model is None else str(model)
     _write_text(root / "docs" / "README.md", README.format(version=__version__, source=source, orientation=orientation))
     return root

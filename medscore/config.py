@@ -46,6 +46,7 @@ class NoiseConfig:
     sigma_min: float = 0.01
     num_levels: Union[int, str] = "auto"
     max_levels: int = 500
+    train_sigma_max: float | None = None  # train on the levels <= this only (a fine-level expert), None: all
 
     def __post_init__(self) -> None:
         for name in ("sigma_max", "num_levels"):
@@ -57,6 +58,9 @@ class NoiseConfig:
         if (self.num_levels != "auto" and int(self.num_levels) < 2) or self.max_levels < 2:
             raise ConfigError(f"noise: need at least 2 levels, got num_levels={self.num_levels}, "
                               f"max_levels={self.max_levels}")
+        if self.train_sigma_max is not None and not self.sigma_min <= float(self.train_sigma_max) < math.inf:
+            raise ConfigError(f"noise.train_sigma_max must be a number >= sigma_min ({self.sigma_min}), "
+                              f"got {self.train_sigma_max}")
 
 
 @dataclass

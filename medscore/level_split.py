@@ -25,7 +25,7 @@ from .checkpoint import META, LoadedModel, attach_presets
 from .errors import CheckpointError, OutputError
 from .fileio import atomic_path
 
-__all__ = ["LEVEL_SPLIT_FORMAT", "is_level_split", "load_level_split", "save_level_split"]
+__all__ = ["LEVEL_SPLIT_FORMAT", "is_level_split", "load_level_split", "member_refs", "save_level_split"]
 
 LEVEL_SPLIT_FORMAT = "medscore-level-split"
 _BUNDLED = "bundled"
@@ -96,6 +96,15 @@ def _member_ref(member: str, folder: Path) -> str | Path | None:
     if is_level_split(path):
         raise CheckpointError(f"{folder / META}: member {member!r} is itself a level split; name its networks")
     return path
+
+
+def member_refs(path: str | Path) -> dict[str, str | Path | None]:
+    """What :func:`~medscore.models.load_prior` takes for each member (``coarse``, ``fine``) of the split at
+    ``path``: None for the default bundled prior, ``"bundled:NAME"``, or a resolved folder."""
+    meta_path = _meta_path(path)
+    meta = json.loads(meta_path.read_text())
+    _check_fields(meta, meta_path)
+    return {k: _member_ref(meta[k], meta_path.parent) for k in ("coarse", "fine")}
 
 
 def _combine(coarse: LoadedModel, fine: LoadedModel, switch_sigma: float, where: Path) -> Any:

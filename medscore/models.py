@@ -21,7 +21,7 @@ from .level_split import LEVEL_SPLIT_FORMAT, is_level_split, load_level_split
 __all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "bundled_dir", "bundled_info", "bundled_label", "bundled_names",
            "load_prior", "estimate_parameters"]
 
-BUNDLED_NAME = "mri-brain-ncsn"
+BUNDLED_NAME = "mri-brain-ncsn-split"
 #: the bundled complex (real, imaginary) prior, a subfolder of the bundled folder; used for complex k-space
 COMPLEX_PRIOR = "complex"
 _PREFIX = "bundled:"

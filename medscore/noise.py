@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["geometric_sigmas", "max_pairwise_distance", "ncsnv2_num_levels", "auto_sigmas", "sample_levels"]
+__all__ = ["geometric_sigmas", "max_pairwise_distance", "ncsnv2_num_levels", "auto_sigmas", "sample_levels",
+           "levels_up_to"]
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> Tensor:
@@ -62,6 +63,19 @@ def auto_sigmas(images: Tensor, sigma_min: float = 0.01, max_levels: int | None 
     if max_levels is not None:
         levels = min(levels, max_levels)
     return geometric_sigmas(sigma_max, sigma_min, levels)
+
+
+def levels_up_to(sigmas: Tensor, sigma_max: float | None) -> Tensor:
+    """The levels at or below ``sigma_max`` (all of them for None): those a fine-level expert trains on.
+
+    The network keeps the full table, so it plugs into a ``LevelSplitScore`` beside one trained on all levels.
+    """
+    if sigma_max is None:
+        return sigmas
+    kept = sigmas[sigmas <= sigma_max * (1 + 1e-6)]
+    if len(kept) == 0:
+        raise ValueError(f"no noise level is <= {sigma_max} (the smallest is {float(sigmas.min()):.4g})")
+    return kept
 
 
 def sample_levels(sigmas: Tensor, batch: int, generator: torch.Generator | None = None) -> Tensor:

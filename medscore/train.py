@@ -29,7 +29,7 @@ from .fileio import check_out_dir
 from .losses import dsm_loss
 from .lr_schedule import learning_rate
 from .nets import build_model, count_parameters
-from .noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, sample_levels
+from .noise import geometric_sigmas, levels_up_to, max_pairwise_distance, ncsnv2_num_levels, sample_levels
 from .warm_start import warm_start
 from .train_data import StepBatches, StepDataset, plain_images, step_seed, validation_images
 
@@ -182,7 +182,7 @@ def _train_step(run: _Run, x: torch.Tensor, step: int) -> torch.Tensor:
     """One optimizer step on the batch ``x`` (noise seeded from (seed, step, rank)) and the EMA update."""
     cfg, device = run.cfg, run.device
     g = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, step, run.rank, 7))
-    sigma = sample_levels(run.model.sigmas, x.shape[0], generator=g)
+    sigma = sample_levels(levels_up_to(run.model.sigmas, cfg.noise.train_sigma_max), x.shape[0], generator=g)
     for group in run.opt.param_groups:
         group["lr"] = learning_rate(step, lr=cfg.lr, steps=cfg.steps, warmup_steps=cfg.warmup_steps,
                                     schedule=cfg.lr_schedule, lr_final=cfg.lr_final)
@@ -199,7 +199,8 @@ def _train_step(run: _Run, x: torch.Tensor, step: int) -> torch.Tensor:
 def _log_step(run: _Run, loss: torch.Tensor, done: int, last: bool) -> None:
     """Rank 0: the log row (validation loss at checkpoints), TensorBoard scalars and the progress callback."""
     cfg = run.cfg
-    val = (_val_loss(run.ema.module, run.val_images, run.model.sigmas, run.device)
+    val = (_val_loss(run.ema.module, run.val_images, levels_up_to(run.model.sigmas, cfg.noise.train_sigma_max),
+                     run.device)
            if run.val_images is not None and (done % cfg.checkpoint_every == 0 or last) else None)
     rate = run.seen / max(time.perf_counter() - run.t0, 1e-9)
     lv = float(loss.detach())

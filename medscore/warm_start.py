@@ -21,7 +21,12 @@ __all__ = ["warm_start"]
 def _source(init_from: str | Path) -> nn.Module:
     from .models import load_prior
 
-    return load_prior(None if str(init_from) == "bundled" else init_from).model
+    prior = load_prior(None if str(init_from) == "bundled" else init_from)
+    if "level_split" in prior.meta:  # two networks (the default prior is one): which to start from is the user's call
+        split = prior.meta["level_split"]
+        raise CheckpointError(f"init_from {init_from}: a level split of two networks; start from one of them "
+                              f"({split['coarse']} above sigma {split['switch_sigma']}, {split['fine']} below)")
+    return prior.model
 
 
 def warm_start(model: nn.Module, init_from: str | Path) -> None:

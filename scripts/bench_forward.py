@@ -69,7 +69,7 @@ def count_flops(model: nn.Module, size: int, batch: int) -> float:
 
 def build_cases(quick: bool) -> list[dict[str, Any]]:
     """(name, model, batch, size) rows; the old and channels-last models share the prior's weights."""
-    new = load_prior(None).model.eval()  # the default (RefineNet) prior
+    new = load_prior("bundled:ncsn").model.eval()  # the default prior's RefineNet (its level split: two of them)
     unet = load_prior("bundled:unet").model.eval()  # the bundled U-Net prior
     old = old_from(new)
     cl = accelerate(copy.deepcopy(new), compile=False, channels_last=True)
@@ -139,7 +139,7 @@ def run_threads(cases: list[dict[str, Any]], threads: int) -> list[dict[str, Any
 def bench_compile(threads: int) -> dict[str, Any]:
     """Compile time and speed of ``accelerate(compile=True)`` on the prior at 4x1x64x64."""
     torch.set_num_threads(threads)
-    model = load_prior(None).model.eval()
+    model = load_prior("bundled:ncsn").model.eval()
     fast = accelerate(copy.deepcopy(model), compile=True, channels_last=False)
     x, sigma = torch.rand(4, 1, 64, 64), torch.full((4,), 0.3)
     with torch.inference_mode():

@@ -19,7 +19,7 @@ from medscore.physics import SingleCoilMRI, make_mask
 from medscore.solvers import SamplerOptions, reconstruct_mri
 
 
-@pytest.mark.parametrize("name", [None, *(n for n in bundled_names() if not is_level_split(bundled_dir(n)))])
+@pytest.mark.parametrize("name", [n for n in [None, *bundled_names()] if not is_level_split(bundled_dir(n))])
 def test_bundled_weights_match_their_sha256_and_size(name):
     info = bundled_info(name)
     weights = bundled_dir(name) / "model.safetensors"
@@ -56,11 +56,15 @@ def test_a_bundled_complex_prior_is_chosen_for_complex_data(tmp_path, monkeypatc
 
 
 def test_tampered_weights_are_refused(tmp_path, monkeypatch):
+    """The default prior is a level split of two bundled networks: damage to either member's weights is caught."""
     fake = tmp_path / "pretrained"
     shutil.copytree(bundled_dir(), fake)
-    data = bytearray((fake / "model.safetensors").read_bytes())
+    default = bundled_info(None)
+    member = default["fine"].split(":", 1)[1] if is_level_split(bundled_dir()) else ""
+    weights = fake / member / "model.safetensors"
+    data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
-    (fake / "model.safetensors").write_bytes(bytes(data))
+    weights.write_bytes(bytes(data))
     monkeypatch.setattr("medscore.models.bundled_dir", lambda name=None: fake / name if name else fake)
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_prior(None)

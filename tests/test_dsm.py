@@ -20,6 +20,7 @@ from medscore.noise import (
     geometric_sigmas,
     max_pairwise_distance,
     ncsnv2_num_levels,
+    levels_up_to,
     sample_levels,
 )
 
@@ -186,3 +187,12 @@ def test_sample_levels_uniform():
     assert set(draw.tolist()) <= set(sig.tolist())
     counts = torch.stack([(draw == s).sum() for s in sig]).double() / len(draw)
     assert torch.allclose(counts, torch.full_like(counts, 0.2), atol=0.01)
+
+
+def test_levels_up_to_keeps_the_low_end_of_the_table():
+    sig = geometric_sigmas(1.0, 0.01, 5)  # 1, 0.316, 0.1, 0.0316, 0.01
+    torch.testing.assert_close(levels_up_to(sig, None), sig)
+    torch.testing.assert_close(levels_up_to(sig, 0.1), sig[2:])  # a level equal to the bound is kept
+    torch.testing.assert_close(levels_up_to(sig, 0.5), sig[1:])
+    with pytest.raises(ValueError, match="no noise level"):
+        levels_up_to(sig, 0.005)

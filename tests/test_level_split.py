@@ -10,7 +10,7 @@ import torch
 from _synth import tiny_model
 from medscore.checkpoint import save_model
 from medscore.config import ModelConfig, TrainConfig
-from medscore.errors import CheckpointError, InputError, OutputError
+from medscore.errors import CheckpointError, OutputError
 from medscore.level_split import is_level_split, save_level_split
 from medscore.models import bundled_dir, bundled_names, load_prior
 from medscore.nets import build_model
@@ -119,20 +119,30 @@ def test_an_incompatible_pair_is_refused_before_anything_is_written(tmp_path):
         save_level_split(tmp_path / "a_file", "bundled", "bundled", 0.1)
 
 
-def test_a_monai_bundle_export_of_a_level_split_is_refused_before_writing(tmp_path):
-    from medscore.bundle import export_bundle
+def test_a_level_split_exports_as_a_monai_bundle_of_both_networks(tmp_path):
+    """The bundle's config builds the same score model as the split folder, and its models/ loads as --model."""
+    from medscore.bundle import build_level_split, export_bundle, load_split_weights
 
     _unet_folder(tmp_path / "m" / "coarse")
     tiny_model(tmp_path / "m" / "fine")
     save_level_split(tmp_path / "m", "coarse", "fine", 0.1)
-    with pytest.raises(InputError, match="level split"):
-        export_bundle(tmp_path / "bundle", tmp_path / "m")
-    assert not (tmp_path / "bundle").exists()
+    bundle = export_bundle(tmp_path / "bundle", tmp_path / "m")
+    cfg = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert cfg["network_def"]["_target_"] == "medscore.bundle.build_level_split"
+    net = load_split_weights(build_level_split(**{k: v for k, v in cfg["network_def"].items() if k != "_target_"}),
+                             bundle / "models")
+    ref = load_prior(tmp_path / "m").model
+    again = load_prior(bundle / "models").model
+    x, sigma = torch.rand(3, 1, 16, 20), torch.tensor([1.0, 0.1, 0.01])
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x, sigma), ref(x, sigma), rtol=0, atol=0)
+        torch.testing.assert_close(again(x, sigma), ref(x, sigma), rtol=0, atol=0)
+    assert isinstance(again, LevelSplitScore) and again.switch_sigma == 0.1
 
 
-@pytest.mark.parametrize("name", [n for n in bundled_names() if is_level_split(bundled_dir(n))])
+@pytest.mark.parametrize("name", [n for n in [None, *bundled_names()] if is_level_split(bundled_dir(n))])
 def test_bundled_level_splits_combine_bundled_priors(name):
-    prior = load_prior(f"bundled:{name}")
+    prior = load_prior(f"bundled:{name}" if name else None)
     assert isinstance(prior.model, LevelSplitScore)
     assert 0 < prior.model.switch_sigma < float(prior.sigmas[0])
     assert prior.meta["modality"] == "mri" and prior.meta["name"]

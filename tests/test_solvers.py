@@ -101,14 +101,32 @@ def test_tweedie_denoise_is_the_exact_posterior_mean(mu):
         torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
 
 
-def test_flip_averaged_tweedie_is_exact_for_a_flip_symmetric_prior_only(mu):
-    sym = 0.25 * (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1))  # a flip-invariant prior mean
-    y, post, _ = _denoise_problem(sym, 0.1, b=3)
-    res = solvers.denoise(GaussianPrior(sym, S), y, 0.1, method="tweedie")
+def test_symmetry_averaged_tweedie_is_exact_for_a_symmetric_prior_only(mu):
+    """The 4 flips are exact for a flip-invariant prior; the 8 dihedral transforms need transposes too."""
+    flip_sym = 0.25 * (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1))
+    d4_sym = 0.5 * (flip_sym + flip_sym.transpose(-1, -2))  # also transpose-invariant (H == W)
+    y, post, _ = _denoise_problem(d4_sym, 0.1, b=3)
+    res = solvers.denoise(GaussianPrior(d4_sym, S), y, 0.1, method="tweedie")
+    assert res.nfe == 8
+    torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
+    y, post, _ = _denoise_problem(flip_sym, 0.1, b=3)
+    res = solvers.denoise(GaussianPrior(flip_sym, S), y, 0.1, method="tweedie", transpose=False)
     assert res.nfe == 4
     torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
-    y, post, _ = _denoise_problem(mu, 0.1, b=3)  # an asymmetric prior: averaging flips changes the answer
-    assert not torch.allclose(solvers.denoise(GaussianPrior(mu, S), y, 0.1).mean, post, atol=1e-3)
+    # a prior without the symmetry: averaging over it changes the answer
+    assert not torch.allclose(solvers.denoise(GaussianPrior(flip_sym, S), y, 0.1).mean, post, atol=1e-3)
+    y, post, _ = _denoise_problem(mu, 0.1, b=3)
+    assert not torch.allclose(solvers.denoise(GaussianPrior(mu, S), y, 0.1, transpose=False).mean, post, atol=1e-3)
+
+
+def test_transposed_tweedie_on_a_non_square_image(mu):
+    """Transposing a non-square batch and back gives the score in the input's layout (shape kept)."""
+    y = torch.rand(2, 1, H, W + 6, generator=_gen(5))
+    wide_mu = 0.5  # a constant mean: every transform is a symmetry, and it fits either layout
+    res = solvers.denoise(GaussianPrior(wide_mu, S), y, 0.1, method="tweedie")
+    post = (S**2 * y + 0.1**2 * wide_mu) / (S**2 + 0.1**2)
+    assert res.mean.shape == y.shape and res.nfe == 8
+    torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("preset", ["ald-fast", "ald"])

@@ -153,6 +153,28 @@ def test_resume_without_state_is_an_error(data_dir, tmp_path):
         train(tiny_cfg(data_dir, 2), tmp_path / "none", resume=True)
 
 
+def test_fine_level_expert_trains_on_the_low_levels_only(data_dir, tmp_path, monkeypatch):
+    """``noise.train_sigma_max`` restricts the levels drawn for the loss; the saved table stays the full one."""
+    import medscore.train as train_module
+
+    seen: list[torch.Tensor] = []
+    real_loss = train_module.dsm_loss
+
+    def spy(net, x, sigma, generator=None):
+        seen.append(sigma.detach().reshape(-1).clone())
+        return real_loss(net, x, sigma, generator=generator)
+
+    monkeypatch.setattr(train_module, "dsm_loss", spy)
+    noise = NoiseConfig(sigma_max=1.0, sigma_min=0.01, num_levels=5, train_sigma_max=0.1)
+    train(tiny_cfg(data_dir, 6, noise=noise), tmp_path / "fine")
+    drawn = torch.cat(seen)
+    assert len(drawn) == 6 * 4 and float(drawn.max()) <= 0.1 + 1e-6
+    assert len(set(drawn.tolist())) == 3  # all three of the levels 0.1, 0.0316, 0.01 are trained
+    torch.testing.assert_close(load_model(tmp_path / "fine").sigmas, geometric_sigmas(1.0, 0.01, 5))
+    with pytest.raises(ConfigError, match="train_sigma_max"):
+        NoiseConfig(sigma_max=1.0, sigma_min=0.01, num_levels=5, train_sigma_max=0.001)
+
+
 def test_no_validation_images(data_dir, tmp_path):
     train(tiny_cfg(data_dir, 2, val_images=0, log_every=1), tmp_path / "run")
     rows = list(csv.DictReader(open(tmp_path / "run" / "train_log.csv")))

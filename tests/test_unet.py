@@ -138,6 +138,20 @@ def test_warm_start_refuses_another_architecture(tmp_path):
         warm_start(build_model(ModelConfig(arch="unet", ngf=4, in_channels=2), SIGMAS), unet_src)
 
 
+def test_warm_start_from_the_default_prior_names_its_two_networks():
+    """The default prior is a level split: ``init_from: bundled`` asks for one of its networks by name; each
+    member loads into the default architecture."""
+    from medscore.models import bundled_info, load_prior
+
+    split = bundled_info(None)
+    net = build_model(ModelConfig(arch="ncsn", ngf=32, conditioning="continuous"), geometric_sigmas(2.0, 0.01, 7))
+    with pytest.raises(CheckpointError, match=split["fine"]):
+        warm_start(net, "bundled")
+    warm_start(net, split["fine"])
+    fine = load_prior(split["fine"]).model
+    assert torch.equal(net.state_dict()["begin.weight"], fine.state_dict()["begin.weight"])
+
+
 # --- complex training images -------------------------------------------------------------------------------
 
 def test_random_phase_keeps_the_magnitude_and_is_seeded():

@@ -145,7 +145,7 @@ def denoise_command(
     scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")],
     noise_std: Annotated[Optional[float], typer.Option(help="noise std as a fraction of the scan's 99.5th percentile; default: estimated")] = None,
     add_noise: Annotated[Optional[float], typer.Option(help="simulate: add Gaussian noise of this std, score against the input")] = None,
-    method: Annotated[str, typer.Option(help="tweedie (one-step MMSE, 4 NFE with flips) or sampler (posterior samples from the preset's sampler, "
+    method: Annotated[str, typer.Option(help="tweedie (one-step MMSE, 8 NFE: averaged over flips and transposes) or sampler (posterior samples from the preset's sampler, "
                                                 "started at the noise level; 'langevin' is its old name)")] = "tweedie",
     model: ModelOpt = None, out: OutOpt = None, samples: SamplesOpt = None, preset: PresetOpt = "default",
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,

@@ -1,8 +1,9 @@
 """Denoising of additive Gaussian noise of known (or estimated) std on the [0, 1] scale.
 
-``tweedie`` (default): the one-step MMSE estimate with flip averaging (4 NFE, no sampler). ``sampler``
-(historical name ``langevin``): posterior samples started at the noisy image itself, from the first
-model level <= the noise std, with no extra noise; samplers with Langevin steps add the likelihood term.
+``tweedie`` (default): the one-step MMSE estimate, its score averaged over the 8 flips and transposes (8 NFE,
+no sampler). ``sampler`` (historical name ``langevin``): posterior samples started at the noisy image itself,
+from the first model level <= the noise std, with no extra noise; samplers with Langevin steps add the
+likelihood term.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class DenoiseTask(Task):
         return make
 
     def solve(self, model: ScoreModel, image: Tensor, noise_std: float, opts: SamplerOptions = SamplerOptions(), *,
-              method: str = "tweedie", flip_average: bool = True,
+              method: str = "tweedie", flip_average: bool = True, transpose: bool = True,
               callback: LevelCallback | None = None) -> SolverResult:
         """Remove noise of std ``noise_std`` from ``image`` (B, 1, H, W): see :func:`medscore.solvers.denoise`."""
         if not noise_std > 0:
@@ -71,7 +72,7 @@ class DenoiseTask(Task):
         if method not in self.methods:
             raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
         if method == "tweedie":
-            return tweedie_denoise(model, image, noise_std, flip_average)
+            return tweedie_denoise(model, image, noise_std, flip_average, transpose)
         start = self.start_level(model, noise_std)
         op = self.operator(noise_std)
         return solve(model, self.warm_start(op, image), opts, self.name, self.guidance(op, image), start=start,
