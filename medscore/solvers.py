@@ -242,11 +242,14 @@ def tweedie_denoise(model: ScoreModel, image: Tensor, noise_std: float, flip_ave
     slab). ``transpose`` (with ``flip_average``): the same four with the in-plane axes swapped as well, the
     whole dihedral group (8 NFE). The prior never saw transposed images, but at denoising noise levels its
     score is local, and the transposed evaluations added 0.11-0.12 dB at sigma 0.05 and 0.1 on the validation
-    slab (docs/benchmarks.md, "Denoising"). Any image shape works: the networks are fully convolutional.
+    slab (docs/benchmarks.md, "a fine-level expert and the 8-NFE Tweedie denoiser"). medscore's networks are
+    fully convolutional, so any image shape works; a score model that only takes one in-plane shape needs
+    ``transpose=False`` for non-square images.
     """
     t0 = time.perf_counter()
     s = torch.full((image.shape[0],), float(noise_std), device=image.device, dtype=image.dtype)
-    group = [(f, t) for t in ((False, True) if transpose else (False,)) for f in _FLIPS] if flip_average else [((), False)]
+    transposes = (False, True) if transpose else (False,)
+    group = [(f, t) for t in transposes for f in _FLIPS] if flip_average else [((), False)]
     with torch.inference_mode():
         score = sum(_undo_dihedral(model(_dihedral(image, f, t), s), f, t) for f, t in group) / len(group)
         out = image + noise_std**2 * score
