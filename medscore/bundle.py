@@ -172,9 +172,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _copy_model(weights: Path, dest: Path) -> dict[str, Any]:
-    """Copy one model's weights and ``model.json`` into ``dest`` (atomically each); returns its description."""
+    """Copy one model's weights and ``model.json`` into ``dest`` (atomically each); returns its description.
+    The caller has checked with ``load_model`` that the pair loads."""
     info_path = weights.parent / "model.json"
-    load_model(weights)  # the copy must be loadable on its own: weights and description agree
     for name, src in (("model.safetensors", weights), ("model.json", info_path)):
         with atomic_path(dest / name) as tmp:
             shutil.copyfile(src, tmp)
@@ -186,7 +186,10 @@ def _copy_level_split(prior: Any, models: Path) -> dict[str, Any]:
     from .level_split import member_refs, save_level_split
 
     refs = member_refs(prior.path)
-    infos = {m: _copy_model(load_prior(refs[m], "cpu").path, models / m) for m in _MEMBERS}
+    weights = {m: load_prior(refs[m], "cpu").path for m in _MEMBERS}
+    for path in weights.values():  # both copies must load on their own, checked before anything is written
+        load_model(path)
+    infos = {m: _copy_model(weights[m], models / m) for m in _MEMBERS}
     split = prior.meta["level_split"]
     save_level_split(models, "coarse", "fine", split["switch_sigma"], name=prior.meta.get("name"),
                      presets=prior.meta.get("presets"), card=prior.meta.get("card"), verify=False)
@@ -211,6 +214,7 @@ def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri"
     if "level_split" in prior.meta:
         info = _copy_level_split(prior, root / "models")
     else:
+        load_model(prior.path)  # the copy must be loadable on its own: weights and description agree
         info = _copy_model(prior.path, root / "models")
     _write_text(root / "configs" / "inference.json", json.dumps(inference_config(info, task, orientation), indent=2))
     _write_text(root / "configs" / "metadata.json", json.dumps(metadata(info, task), indent=2))
