@@ -31,10 +31,13 @@ class ModelConfig:
     conditioning: Literal["index", "continuous"] = "continuous"  # NCSN only
     scale_by_sigma: bool = True  # NCSN only; NCSNv2 always divides by sigma
     downsample3: bool = True
+    pair_channels: bool = False  # complex prior scoring each channel with its partner (nets.RefineNetScore)
 
     def __post_init__(self) -> None:
         _need(_is_int(self.in_channels) and self.in_channels >= 1,
               f"model.in_channels must be >= 1, got {self.in_channels!r}")
+        _need(not self.pair_channels or (self.in_channels == 2 and self.arch != "unet"),
+              f"model.pair_channels needs in_channels 2 and arch ncsn or ncsnv2, got {self.in_channels}, {self.arch}")
         _need(_is_int(self.ngf) and self.ngf >= 4, f"model.ngf must be an integer >= 4, got {self.ngf!r}")
 
 

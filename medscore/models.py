@@ -100,20 +100,21 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
 
 @lru_cache(maxsize=64)
 def _quadratic(arch: str, in_channels: int, conditioning: str, scale: bool, down3: bool,
-               levels: int) -> tuple[int, ...]:
+               levels: int, pair: bool = False) -> tuple[int, ...]:
     """Parameter counts at ngf = 4, 8, 12 (every layer's size is a polynomial of degree 2 in ngf)."""
     from .nets import build_model, count_parameters
 
     sigmas = torch.logspace(0, -2, levels)
     cfgs = (ModelConfig(arch=arch, in_channels=in_channels, ngf=n, conditioning=conditioning,  # type: ignore[arg-type]
-                        scale_by_sigma=scale, downsample3=down3) for n in (4, 8, 12))
+                        scale_by_sigma=scale, downsample3=down3, pair_channels=pair) for n in (4, 8, 12))
     return tuple(count_parameters(build_model(c, sigmas)) for c in cfgs)
 
 
 def estimate_parameters(cfg: ModelConfig, levels: int) -> int:
     """Exact parameter count of ``build_model(cfg, <levels sigmas>)`` without building it at full width:
     three tiny networks fix the quadratic in ``ngf``."""
-    p4, p8, p12 = _quadratic(cfg.arch, cfg.in_channels, cfg.conditioning, cfg.scale_by_sigma, cfg.downsample3, levels)
+    p4, p8, p12 = _quadratic(cfg.arch, cfg.in_channels, cfg.conditioning, cfg.scale_by_sigma, cfg.downsample3, levels,
+                             cfg.pair_channels)
     a = (p12 - 2 * p8 + p4) / 32  # second difference with step 4: p12 - 2 p8 + p4 = 32 a
     b = (p8 - p4) / 4 - 12 * a
     c = p4 - 16 * a - 4 * b

@@ -1,7 +1,7 @@
 """Copy a trained model into the package as the bundled prior, with its SHA-256 and card summary.
 
     python scripts/bundle_prior.py runs/unet --title mri-brain-unet --card-json card.json           # the default
-    python scripts/bundle_prior.py runs/complex --name complex --title mri-brain-complex-unet      # bundled:complex
+    python scripts/bundle_prior.py runs/complex-pair --name complex --title mri-brain-ncsn-complex  # bundled:complex
 
 Writes ``model.safetensors`` and ``model.json`` (the training JSON plus ``sha256`` of the weights, the
 ``name`` shown in sidecars, a short ``card`` summary shown by ``medscore models`` and, unless the run was tuned

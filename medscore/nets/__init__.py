@@ -18,12 +18,14 @@ def build_model(cfg: ModelConfig, sigmas: Tensor) -> ScoreNetwork:
     """The network a :class:`ModelConfig` describes, for the given noise levels."""
     # older configs have no spatial_dims: they describe 2D networks
     spatial_dims = int(getattr(cfg, "spatial_dims", 2) or 2)
+    pair = bool(getattr(cfg, "pair_channels", False))
     if cfg.arch == "unet":
         return UNetScore(cfg.in_channels, cfg.ngf, sigmas, spatial_dims=spatial_dims)
     if cfg.arch == "ncsnv2":
-        return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3, spatial_dims=spatial_dims)
-    return NCSN(cfg.in_channels, cfg.ngf, sigmas, conditioning=cfg.conditioning,
-                scale_by_sigma=cfg.scale_by_sigma, downsample3=cfg.downsample3, spatial_dims=spatial_dims)
+        return NCSNv2(cfg.in_channels, cfg.ngf, sigmas, downsample3=cfg.downsample3, spatial_dims=spatial_dims,
+                      pair_channels=pair)
+    return NCSN(cfg.in_channels, cfg.ngf, sigmas, conditioning=cfg.conditioning, scale_by_sigma=cfg.scale_by_sigma,
+                downsample3=cfg.downsample3, spatial_dims=spatial_dims, pair_channels=pair)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -41,6 +41,13 @@ class RefineNetScore(nn.Module):
         downsample3: stage 3 halves the resolution again (as NCSNv2's deeper nets do for 64 px and up,
             and about 3x cheaper); ``False`` keeps the paper's 32 px layout (stages 2-4 at 1/2 size).
         spatial_dims: 2 (images, the default) or 3 (volumes: 3D convolutions, pooling, trilinear fusion).
+        pair_channels: a complex prior (``in_channels`` 2) that scores each channel from the channel itself and
+            its partner: ``s_re = f([re, im])``, ``s_im = f([im, re])`` with one network ``f`` of one output
+            channel, run on both orderings in one batch. With ``f``'s partner weights at zero it is exactly a
+            magnitude prior applied to each channel (the "RI" use of a 1-channel prior), so a complex prior can
+            start from a magnitude one (:func:`medscore.warm_start.warm_start`) without the saddle of two equal
+            output channels. It is also equivariant to swapping the channels (a conjugation and a rotation by
+            pi / 2, under which a distribution of random-phase images is invariant).
     """
 
     def __init__(
@@ -53,8 +60,11 @@ class RefineNetScore(nn.Module):
         embed_dim: int = 64,
         downsample3: bool = True,
         spatial_dims: int = 2,
+        pair_channels: bool = False,
     ) -> None:
         super().__init__()
+        if pair_channels and in_channels != 2:
+            raise ValueError(f"pair_channels needs in_channels 2 (real, imaginary), got {in_channels}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if in_channels < 1 or ngf < 4:
@@ -62,6 +72,7 @@ class RefineNetScore(nn.Module):
         if conditioning not in ("index", "continuous", "none"):
             raise ValueError(f"conditioning must be 'index', 'continuous' or 'none', got {conditioning!r}")
         self.in_channels = in_channels  # 1: magnitude prior; 2: complex prior (real, imaginary channels)
+        self.pair_channels = pair_channels
         sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
         if sigmas.ndim != 1 or len(sigmas) < 1 or bool((sigmas <= 0).any()):
             raise ValueError("sigmas must be a non-empty 1D tensor of positive noise levels")
@@ -91,7 +102,7 @@ class RefineNetScore(nn.Module):
         self.refine2 = RefineBlock((c2, c2), c1, e, spatial_dims=d)
         self.refine1 = RefineBlock((c1, c1), c1, e, spatial_dims=d)
         self.end_norm = InstanceNormPlus(c1, e)
-        self.end = _conv(d, c1, in_channels, 3, padding=1)
+        self.end = _conv(d, c1, 1 if pair_channels else in_channels, 3, padding=1)
         # plain tuple (not a ModuleList): the state_dict keys stay those of the modules above
         self._norms = tuple(m for m in self.modules() if isinstance(m, InstanceNormPlus))
 
@@ -113,6 +124,19 @@ class RefineNetScore(nn.Module):
         return log_sigma_features(sigma, self.freqs, self.log_range)
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        if self.pair_channels:
+            return self._paired_forward(x, sigma)
+        return self._forward(x, sigma)
+
+    def _paired_forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """(B, 2, ...) -> (B, 2, ...): row ``2b`` of the batch is image b as (re, im), row ``2b + 1`` as (im, re)."""
+        if x.shape[1] != 2:
+            raise ValueError(f"a channel-pair prior takes (B, 2, ...) images, got {tuple(x.shape)}")
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        both = torch.stack([x, x.flip(1)], dim=1).flatten(0, 1)
+        return self._forward(both, sigma.repeat_interleave(2)).reshape(x.shape)
+
+    def _forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         x, sigma, size0 = network_input(x, sigma, self.spatial_dims, self.size_multiple)
         cond = self._condition(sigma)
         h = self.begin(x)
@@ -144,21 +168,22 @@ class NCSN(RefineNetScore):
         scale_by_sigma: bool = False,
         downsample3: bool = True,
         spatial_dims: int = 2,
+        pair_channels: bool = False,
     ) -> None:
         if sigmas is None:
             raise ValueError("NCSN needs the noise levels `sigmas` it is conditioned on")
         if conditioning not in ("index", "continuous"):
             raise ValueError(f"NCSN conditioning must be 'index' or 'continuous', got {conditioning!r}")
         super().__init__(in_channels, ngf, sigmas, conditioning, scale_by_sigma, downsample3=downsample3,
-                         spatial_dims=spatial_dims)
+                         spatial_dims=spatial_dims, pair_channels=pair_channels)
 
 
 class NCSNv2(RefineNetScore):
     """NCSNv2 (Song & Ermon 2020): unconditional RefineNet whose output is divided by sigma."""
 
     def __init__(self, in_channels: int = 1, ngf: int = 64, sigmas: Tensor | None = None, downsample3: bool = True,
-                 spatial_dims: int = 2) -> None:
+                 spatial_dims: int = 2, pair_channels: bool = False) -> None:
         if sigmas is None:
             raise ValueError("NCSNv2 needs the noise levels `sigmas` it is trained on")
         super().__init__(in_channels, ngf, sigmas, "none", scale_by_sigma=True, downsample3=downsample3,
-                         spatial_dims=spatial_dims)
+                         spatial_dims=spatial_dims, pair_channels=pair_channels)
