@@ -77,13 +77,13 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
 
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,
-           **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
+           raw_phase: bool = False, **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
     from .validation import check_model_arg, check_solver_options
 
     check_model_arg("model", model)
     check_solver_options(preset, samples, seed, overrides)
     dev = resolve_device(device)
-    prior = load_prior(model, dev, complex_data=complex_data)
+    prior = load_prior(model, dev, complex_data=complex_data, raw_phase=raw_phase)
     return prior, dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
 
 
@@ -91,7 +91,8 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
                     device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
-    magnitude of the complex reconstruction (with the bundled complex prior when ``model`` is None)."""
+    magnitude of the complex reconstruction (single coil, with its scanner phase: with the bundled complex prior
+    ``ncsn-complex`` when ``model`` is None)."""
     from .validation import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
@@ -99,7 +100,8 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     check_positive("noise_std", noise_std, allow_zero=True)
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
-    prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
+    prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, raw_phase=is_kspace,
+                              **overrides)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
     mri = get_task("mri")

@@ -169,7 +169,7 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     opts = opts or SamplerOptions()
     plan = plan_outputs(default_output(src.path, out, "medscore"), *inputs)
     dev = resolve_device(device)
-    prior = load_prior(model, dev, complex_data=True)
+    prior = load_prior(model, dev, complex_data=True, raw_phase=maps is None)  # single coil keeps its phase
     check_prior_channels(prior)
     task = "mri" if maps is None else MULTICOIL_KEY
     chains = opts.n_samples(task, presets_of(prior.model))
