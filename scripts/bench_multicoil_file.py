@@ -25,7 +25,7 @@ from medscore.baselines.sense import magnitude, tv_sense
 from medscore.embedded import held_out
 from medscore.metrics import psnr
 from medscore.physics import MultiCoilMRI, make_mask, simulate_multicoil
-from medscore.physics.coils import estimate_image_maps
+from medscore.coilmaps import estimate_reconstruction_maps
 
 SLICES = [2, 5, 8]
 TV_WEIGHT = 0.001  # docs/benchmarks.md: TV-CS weight tuned on the validation slab for 8-coil 1D 4x
@@ -49,7 +49,7 @@ def main() -> None:
     subprocess.run(cmd, check=True)
     seconds = time.perf_counter() - t0
     rec = np.abs(np.load(args.out / "rec_complex.npy"))
-    maps = torch.from_numpy(np.stack([estimate_image_maps(k) for k in kspace]))
+    maps = estimate_reconstruction_maps(kspace, mask)
     tv = magnitude(tv_sense(torch.from_numpy(kspace), MultiCoilMRI(torch.from_numpy(mask), maps), lam=TV_WEIGHT))
     info = json.loads((args.out / "rec.json").read_text())
     print(json.dumps({"command": " ".join(cmd), "seconds": round(seconds, 1),

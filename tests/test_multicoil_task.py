@@ -53,7 +53,8 @@ def true_maps(monkeypatch: pytest.MonkeyPatch) -> MultiCoilTask:
     from medscore.physics import birdcage_smaps
 
     task = get_task("mri-multicoil")
-    monkeypatch.setattr(task, "coil_maps", lambda k: birdcage_smaps(k.shape[0], k.shape[1:]))
+    monkeypatch.setattr(task, "coil_maps", lambda k, mask: torch.from_numpy(
+        np.broadcast_to(birdcage_smaps(k.shape[1], k.shape[2:]), k.shape).astype(np.complex64)))
     return task
 
 
@@ -83,9 +84,9 @@ def test_generic_path_with_espirit_maps_from_the_undersampled_data(tmp_path, mon
     seen: list[np.ndarray] = []
     estimate = task.coil_maps
 
-    def recording(kspace: np.ndarray) -> np.ndarray:
-        seen.append(kspace.copy())
-        return estimate(kspace)
+    def recording(kspace: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        seen.extend(kspace.copy())
+        return estimate(kspace, mask)
 
     monkeypatch.setattr(task, "coil_maps", recording)
     prob = degrade(SPEC, ref, seed=0)

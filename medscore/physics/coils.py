@@ -28,6 +28,7 @@ __all__ = [
     "real_image_phase",
     "estimate_image_maps",
     "estimate_kspace_noise",
+    "smooth_image_phase",
 ]
 
 #: ESPIRiT kernel width of sigpy and BART, used when the calibration region is at least 18 samples wide
@@ -178,6 +179,22 @@ def real_image_phase(kspace: np.ndarray, smaps: np.ndarray) -> np.ndarray:
     low = ifft2c(torch.from_numpy(block.astype(np.complex64, copy=False))).numpy()
     phase = np.exp(1j * np.angle((smaps.conj() * low).sum(0)))
     return (smaps * phase).astype(np.complex64)
+
+
+def smooth_image_phase(image: torch.Tensor, width: float) -> torch.Tensor:
+    """The smooth phase of ``image`` (B, 2, H, W) real/imaginary channels as unit factors (B, 1, H, W) complex64.
+
+    The phase is that of the image low-passed by a Gaussian of std ``width`` pixels (MONAI's ``GaussianFilter``
+    on the two channels, so the average is weighted by the magnitude; where the low-passed image is zero the
+    factor is 1). Coil maps times this factor, with the image divided by it, give the same ``S_k x``: the
+    forward model stays exact while the image to reconstruct becomes nearly real.
+    """
+    from monai.networks.layers import GaussianFilter
+
+    if image.ndim != 4 or image.shape[1] != 2:
+        raise ValueError(f"expected an image (B, 2, H, W) of real/imaginary channels, got {tuple(image.shape)}")
+    low = GaussianFilter(2, float(width)).to(image.device)(image.float())
+    return torch.polar(torch.ones_like(low[:, :1]), torch.atan2(low[:, 1:], low[:, :1]))
 
 
 def estimate_image_maps(kspace: np.ndarray) -> np.ndarray:

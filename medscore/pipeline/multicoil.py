@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..coilmaps import estimate_reconstruction_maps, tv_image_phase
 from ..errors import InputError
 from ..models import load_prior
 from ..physics import acceleration, channels_to_complex, ifft2c, normalize_smaps, validate_mask
@@ -46,8 +47,8 @@ class CoilMaps:
     the image is then the coil combination whose magnitude fastMRI's root-sum-of-squares references measure).
 
     ``file`` None: estimated slice by slice by ESPIRiT from the measured k-space of the batch, as the benchmark
-    does (:func:`medscore.physics.coils.estimate_image_maps`: sigpy, not cropped, the image's smooth phase moved
-    into the maps, so the image to reconstruct is nearly real); else read from the file, (S, C, H, W) or (C, H, W).
+    does (:func:`medscore.coilmaps.estimate_reconstruction_maps`: sigpy, not cropped, the image's smooth phase
+    from a short TV-CS reconstruction moved into the maps, so the image to reconstruct is nearly real); else read from the file, (S, C, H, W) or (C, H, W).
     """
 
     def __init__(self, file: ComplexArrayFile | None = None) -> None:
@@ -76,19 +77,27 @@ class CoilMaps:
 
         calibration_width(mask)
 
-    def batch(self, sl: slice, y: np.ndarray) -> torch.Tensor:
-        """Normalised maps (B, C, H, W) complex64 for slices ``sl`` with measured k-space ``y`` (B, C, H, W)."""
-        t0 = time.perf_counter()
-        if self._shared is not None:
-            maps = np.broadcast_to(self._shared, y.shape)
-        elif self.file is not None:
-            maps = self.file.read(sl)
-        else:
-            from ..physics.coils import estimate_smaps_volume
+    def batch(self, sl: slice, y: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps (B, C, H, W) complex64 to solve slices ``sl`` with, from their measured k-space ``y`` (B, C, H, W)
+        on the [0, 1] image scale and sampling ``mask`` (H, W); and the phase (B, 1, H, W) moved into them.
 
-            maps = estimate_smaps_volume(y, crop=0.0, image_phase=True)  # as estimate_image_maps, per slice
+        Estimated maps carry the image's smooth phase already (:mod:`medscore.coilmaps`); the phase returned is 1.
+        A file's maps are normalised and get the smooth phase of a TV-CS reconstruction with them
+        (:func:`~medscore.coilmaps.tv_image_phase`): the solved image times the returned phase is the image in the
+        convention of the file's maps, so the outputs do not depend on this internal step.
+        """
+        t0 = time.perf_counter()
+        if self.file is None:
+            maps = estimate_reconstruction_maps(y, mask)
+            phase = torch.ones((len(maps), 1, *maps.shape[-2:]), dtype=maps.dtype)
+        else:
+            given = self._shared if self._shared is not None else self.file.read(sl)
+            maps = normalize_smaps(torch.from_numpy(np.ascontiguousarray(np.broadcast_to(given, y.shape),
+                                                                         dtype=np.complex64)))
+            phase = tv_image_phase(torch.from_numpy(y), maps, torch.from_numpy(mask)).to(maps.dtype)
+            maps = maps * phase
         self.seconds += time.perf_counter() - t0
-        return normalize_smaps(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.complex64)))
+        return normalize_smaps(maps), phase
 
 
 def check_prior_channels(prior: Any) -> int:
@@ -183,11 +192,12 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     image = np.empty((n, *shape), dtype=np.complex64)
 
     def solve(sl: slice, cb: Any) -> SolverResult:
-        y = _coils(src, sl) * m
-        smaps = None if maps is None else maps.batch(sl, y).to(dev)
-        res = reconstruct_mri(prior.model, torch.from_numpy(y).to(dev) / scale, m_t, batch_options(opts, sl),
-                              real_image=False, smaps=smaps, noise_std=noise / scale, callback=cb)
-        image[sl] = channels_to_complex(res.mean)[:, 0].cpu().numpy()
+        y = _coils(src, sl) * m / np.float32(scale)
+        smaps, phase = (None, None) if maps is None else maps.batch(sl, y, m)
+        res = reconstruct_mri(prior.model, torch.from_numpy(y).to(dev), m_t, batch_options(opts, sl), real_image=False,
+                              smaps=None if smaps is None else smaps.to(dev), noise_std=noise / scale, callback=cb)
+        x = channels_to_complex(res.mean)[:, 0].cpu()
+        image[sl] = (x if phase is None else x * phase[:, 0]).numpy()
         return res
 
     res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)

@@ -3,7 +3,8 @@
 Each magnitude slice gets a realistic phase, birdcage coil maps and complex k-space noise
 (:func:`medscore.physics.simulate_multicoil`), is undersampled by the spec's mask, and its coil maps are
 estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`, sigpy),
-their phase chosen so the image they encode is close to real (:func:`~medscore.physics.coils.real_image_phase`): no fully sampled
+their phase chosen so the image they encode is close to real (:mod:`medscore.coilmaps`: the calibration
+region's phase, refined by that of a short TV-CS reconstruction): no fully sampled
 data, no true maps and no magnitude-only undersampling reach any method (the "implicit data crime" of
 Shimron et al., PNAS 2022). medscore solves for the complex image (two channels, the
 magnitude prior applied to each) with SENSE data consistency; the classical methods (SENSE-CG, L1-wavelet
@@ -25,7 +26,8 @@ import torch
 from torch import Tensor
 
 from ..physics import MultiCoilMRI, ifft2c, make_mask, map_correlation, simulate_multicoil
-from ..physics.coils import MIN_CALIB, calibration_width, estimate_image_maps
+from ..coilmaps import estimate_reconstruction_maps
+from ..physics.coils import MIN_CALIB, calibration_width
 from ..physics.masks import expand_mask
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 from .base import Method, Problem, StackSolve, TaskSpec, register_task
@@ -99,10 +101,11 @@ class MultiCoilTask(MRITask):
         tuner asks with the mask alone)."""
         return MULTICOIL_KEY
 
-    def coil_maps(self, kspace: np.ndarray) -> np.ndarray:
-        """ESPIRiT maps (K, H, W) of one slice's undersampled k-space (K, H, W), calibration region found from
-        its zero pattern (:func:`~medscore.physics.coils.estimate_image_maps`, as the file pipeline does)."""
-        return estimate_image_maps(kspace)
+    def coil_maps(self, kspace: np.ndarray, mask: np.ndarray) -> Tensor:
+        """The maps (B, K, H, W) every method gets for undersampled k-space (B, K, H, W): ESPIRiT from the
+        autocalibration region and the image's smooth phase (:func:`medscore.coilmaps.estimate_reconstruction_maps`,
+        as the file pipeline does)."""
+        return estimate_reconstruction_maps(kspace, mask)
 
     def calibrated_mask(self, pattern: str, shape: tuple[int, int], accel: float, center: float,
                         seed: int) -> np.ndarray:
@@ -126,16 +129,15 @@ class MultiCoilTask(MRITask):
                 seeds: Sequence[Sequence[int]]) -> Acquisition:
         """Simulate ``ref`` (B, H, W) slices with ``coils`` coils (slice b from ``seeds[b]``), undersample by
         ``mask`` and estimate each slice's maps from its undersampled k-space."""
-        ys, est, true = [], [], []
+        ys, true = [], []
         for img, seed in zip(ref, seeds):
             acq = simulate_multicoil(img, num_coils=coils, noise_std=noise_std, mask=mask,
                                      seed=np.random.default_rng(list(seed)))
             ys.append(acq.kspace)
-            est.append(self.coil_maps(acq.kspace))
             true.append(acq.smaps)
-        y = torch.from_numpy(np.stack(ys))
-        return Acquisition(y, root_sum_of_squares(y).float(), torch.from_numpy(np.stack(est)),
-                           torch.from_numpy(np.stack(true)))
+        y = np.stack(ys)
+        return Acquisition(torch.from_numpy(y), root_sum_of_squares(torch.from_numpy(y)).float(),
+                           self.coil_maps(y, mask), torch.from_numpy(np.stack(true)))
 
     def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> MultiCoilProblem:
         """Seeded ``spec.pattern`` mask at ``spec.accel`` (centre widened for ESPIRiT if needed), ``spec.coils``
