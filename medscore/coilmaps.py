@@ -14,7 +14,8 @@ they do. Two estimates, one after the other:
 Why (``python scripts/bench_coil_maps.py``: the validation slab's problems, 8 coils, ``fast``): with the true maps
 and phase, medscore reached 34.6 dB at 1D 8x against 27.0 dB with the maps of step 1, although those agreed with
 the true maps to a correlation of 0.9995 inside the head; the true phase on the ESPIRiT maps gave 30.8 dB. With
-step 2, 28.6 dB (TV-CS with the same maps: 26.9 dB either way): most of the gap was the phase. Every method of
+step 2, 28.6 dB (TV-CS with the two sets of maps: 26.9 and 27.1 dB): half of the gap was the phase, and step 2
+closes a fifth of it (the other half is the maps outside the head, docs/benchmarks.md). Every method of
 the benchmark gets the maps of step 2; maps read from a file keep theirs, and the phase of step 2 is moved in
 and out around the solve (:mod:`medscore.pipeline.multicoil`).
 """

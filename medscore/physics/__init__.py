@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import LinearOperator, MaskedUnitary, real_inner
 from .coils import (calibration_width, estimate_image_maps, estimate_smaps, estimate_smaps_volume, map_correlation,
-                    smooth_image_phase, real_image_phase)
+                    real_image_phase, smooth_image_phase)
 from .consistency import DataConsistency, GradientStep, HardProjection, NoisyProjection
 from .denoising import Denoising, estimate_noise_std
 from .inpainting import Inpainting, largest_hole_radius

@@ -48,8 +48,8 @@ class CoilMaps:
 
     ``file`` None: estimated slice by slice by ESPIRiT from the measured k-space of the batch, as the benchmark
     does (:func:`medscore.coilmaps.estimate_reconstruction_maps`: sigpy, not cropped, the image's smooth phase
-    from a short TV-CS reconstruction moved into the maps, so the image to reconstruct is nearly real); else read from the file, (S, C, H, W) or (C, H, W).
-    """
+    from a short TV-CS reconstruction moved into the maps, so the image to reconstruct is nearly real); else read
+    from the file, (S, C, H, W) or (C, H, W)."""
 
     def __init__(self, file: ComplexArrayFile | None = None) -> None:
         self.file = file
