@@ -48,12 +48,14 @@ def __getattr__(name: str):
 
 @dataclass
 class Estimate:
-    """Posterior mean and per-pixel std (None for one sample) as numpy arrays, NFE per sample, seconds."""
+    """Posterior mean and per-pixel std (None for one sample) as numpy arrays, NFE per sample, seconds, and the
+    network evaluations per image of the whole solve (every sample, and a two-pass preset's first pass)."""
 
     mean: np.ndarray
     std: np.ndarray | None
     nfe: int
     seconds: float
+    total_nfe: int = 0
 
 
 def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
@@ -73,7 +75,7 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
         a = t.float().cpu().numpy()
         return a[0] if single else a
 
-    return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds)  # type: ignore[arg-type]
+    return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds, res.total_nfe)  # type: ignore[arg-type]
 
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,

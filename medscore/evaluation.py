@@ -98,7 +98,7 @@ def medscore_method(spec: TaskSpec, model: Any, opts: SamplerOptions, denoise_me
         for s in range(0, len(p.ref), batch_size):
             res = task.solve_problem(model, p, opts, slice(s, s + batch_size), method=denoise_method)
             outs.append(res.mean.cpu())
-            nfe = res.nfe * res.samples  # total network evaluations per slice
+            nfe = res.total_nfe  # network evaluations per slice, every chain and pass
         return torch.cat(outs), nfe
 
     return solve

@@ -39,13 +39,20 @@ _SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corre
 
 @dataclass
 class SolverResult:
-    """Posterior mean (B, C, H, W), per-pixel std (or None for one sample), NFE per sample, seconds."""
+    """Posterior mean (B, C, H, W), per-pixel std (or None for one sample), NFE per sample, seconds; a two-pass
+    solve adds the network evaluations of its first pass (``prepass_nfe``, all its chains)."""
 
     mean: Tensor
     std: Tensor | None
     nfe: int
     seconds: float
     samples: int = 1
+    prepass_nfe: int = 0
+
+    @property
+    def total_nfe(self) -> int:
+        """Network evaluations per image: every chain of both passes."""
+        return self.nfe * self.samples + self.prepass_nfe
 
 
 @dataclass(frozen=True)
@@ -149,18 +156,19 @@ GuidanceFactory = Callable[[Generators, int, Preset], "Guidance | None"]
 
 def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_guidance: GuidanceFactory, *,
           start: float | None, warm: bool = True, complex_image: bool = False,
-          callback: LevelCallback | None = None) -> SolverResult:
+          callback: LevelCallback | None = None, preset: Preset | None = None) -> SolverResult:
     """The one driver of every task: preset -> levels -> ``samples`` chains batched -> mean and std.
 
     ``x0`` (B, C, H, W) is the starting estimate. With ``warm`` it gets noise at the first level: the
     preset's ``sigma_start`` (else ``start``; ``None`` = sigma_1, unconditional sampling). Without, the
     chain starts at level ``start`` and ``x0`` is taken to carry that noise already (denoising).
     ``make_guidance(generators, samples, preset)`` builds the data consistency for the repeated batch
-    (``None`` for unconditional sampling).
+    (``None`` for unconditional sampling). ``preset``: an already resolved preset (a pass of a two-pass
+    solve); by default ``opts`` resolved for ``task``.
     """
     t0 = time.perf_counter()
     sigmas = model_sigmas(model).to(x0.device)
-    preset = opts.resolve(task, presets_of(model))
+    preset = preset or opts.resolve(task, presets_of(model))
     if preset.settings.get("flips") and not getattr(model, "flip_invariant", True):
         preset = preset.with_changes(settings={"flips": False})  # a prior trained without flips: no ensemble
     sampler = preset.build()

@@ -5,7 +5,10 @@
     medscore level-split /tmp/s01 --coarse bundled:unet --switch-sigma 0.1
     python scripts/validation_grid.py --models bundled /tmp/s01 bundled:unet --tasks mri-1d-8x mri-1d-4x
 
-Each option set is a JSON object of ``SamplerOptions`` fields. Every task is degraded once (seed 1) and every
+Each option set is a JSON object of ``SamplerOptions`` fields; ``--presets`` adds presets to every model's table
+before it is tried (a JSON object ``{name: preset fields}``, the form of ``model.json``'s ``"presets"``), e.g.
+``--presets '{"two": {"sampler": "pnp", "num_levels": 10, "sigma_start": 0.3, "prepass": {"num_levels": 10,
+"sigma_start": 1.0}}}' --options '{"preset": "two"}'``. Every task is degraded once (seed 1) and every
 combination solves the same problems with the task's sampler path (denoising: the sampler, not Tweedie). Prints
 one JSON line per model and option set with the mean PSNR per task and over tasks. The test slab is never touched.
 """
@@ -30,11 +33,13 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["bundled"], help="'bundled' (the default), bundled:NAME or folders")
     ap.add_argument("--options", nargs="+", default=['{"preset": "default"}'], help="JSON SamplerOptions fields")
     ap.add_argument("--tasks", nargs="+", default=["mri-1d-4x", "mri-1d-8x"])
+    ap.add_argument("--presets", default="{}", help="JSON {name: preset fields} added to each model's presets")
     args = ap.parse_args()
     ref = torch.from_numpy(held_out("val"))[:, None]
     problems = {name: degrade(TASKS[name], ref, seed=1) for name in args.tasks}
     for model in args.models:
         net = load_prior(None if model == "bundled" else model).model
+        net.presets = {**(getattr(net, "presets", None) or {}), **json.loads(args.presets)}
         for text in args.options:
             t0, row = time.perf_counter(), {"model": model, **json.loads(text)}
             for name, prob in problems.items():

@@ -99,7 +99,7 @@ def stream(n: int, shape: tuple[int, int], solve: BatchSolver, batch_size: int, 
             if std is None:
                 std = np.zeros((n, *shape), dtype=np.float32)
             std[sl] = _checked(reduce(res.std), sl, "std")
-        nfe, secs = res.nfe * res.samples, secs + res.seconds
+        nfe, secs = res.total_nfe, secs + res.seconds
         if progress is not None:
             progress(float(sl.stop), n)
     return Streamed(mean, std, nfe, secs)

@@ -20,7 +20,7 @@ from .levels import select_levels
 
 __all__ = ["Preset", "PRESETS", "preset_table", "presets_to_json"]
 
-_FIELDS = ("sampler", "num_levels", "settings", "samples", "sigma_start", "sigma_end")
+_FIELDS = ("sampler", "num_levels", "settings", "samples", "sigma_start", "sigma_end", "prepass")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class Preset:
         sigma_end: the last level visited (``None`` = the model's sigma_L); stopping early at a moderate level
             returns the measurement-consistent Tweedie estimate there, closer to the posterior mean than a
             sample (higher PSNR, less texture).
+        prepass: overrides of the fields above for a cheaper first pass whose estimate the task uses to re-pose
+            the problem before this preset's pass (multi-coil MRI: the estimate's smooth phase moves into the coil
+            maps, and this pass warm starts from the estimate at ``sigma_start``); empty = one pass. Tasks with
+            no use for a first estimate ignore it.
         tasks: per-task overrides of the fields above, ``{"inpaint": {"sampler": "pc", ...}}``; a key may name a
             task regime, ``inpaint-hole`` for masks with large holes.
         note: where the values come from (tuning run, figures).
@@ -49,6 +53,7 @@ class Preset:
     samples: int = 1
     sigma_start: float | None = None
     sigma_end: float | None = None
+    prepass: Mapping[str, Any] = field(default_factory=dict)
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     note: str = ""
 
@@ -57,6 +62,9 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: unknown sampler {self.sampler!r}; choose from {sorted(SAMPLERS)}")
         if self.samples < 1 or (self.num_levels is not None and self.num_levels < 1):
             raise ValueError(f"preset {self.name!r}: samples and num_levels must be >= 1")
+        unknown = set(self.prepass) - set(_FIELDS[:-1])
+        if unknown:
+            raise ValueError(f"preset {self.name!r}: the prepass overrides unknown fields {sorted(unknown)}")
 
     def with_changes(self, **changes: Any) -> "Preset":
         """A copy with fields replaced; a new ``sampler`` drops the old sampler's settings, and a
@@ -77,6 +85,12 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: task {task!r} overrides unknown fields {sorted(unknown)}")
         return self.with_changes(**over) if over else self
 
+    def first_pass(self) -> "Preset | None":
+        """The preset of the first pass (this one with ``prepass`` applied), or None for a one-pass preset."""
+        if not self.prepass:
+            return None
+        return dataclasses.replace(self.with_changes(**self.prepass), prepass={}, tasks={})
+
     def build(self) -> Sampler:
         """The sampler object."""
         return build_sampler(self.sampler, **self.settings)
@@ -90,6 +104,13 @@ class Preset:
         else:
             levels = len(select_levels(model_sigmas, self.num_levels, sigma_start, self.sigma_end))
         return self.build().nfe(levels)
+
+    def total_nfe(self, model_sigmas: Tensor | Sequence[float] | None = None, sigma_start: float | None = None) -> int:
+        """Score evaluations per image: every chain, and the first pass's chains when there is one.
+        ``sigma_start`` is the task's warm-start level, used where a pass names none."""
+        passes = [p for p in (self.first_pass(), self) if p is not None]
+        return sum(p.nfe(model_sigmas, p.sigma_start if p.sigma_start is not None else sigma_start) * p.samples
+                   for p in passes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the ``name`` is the key of the table)."""
@@ -140,7 +161,13 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
 # 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76; the
 # last with the flip ensemble 35.86, and with the second chain on the complementary flips (``solve``) 35.92.
-_MULTICOIL_DEFAULT = _pnp(25, 2)
+# Two passes (``prepass``: the first estimate's smooth phase moves into the coil maps, medscore.tasks.phase_pass),
+# with the maps of medscore.coilmaps (8x / 4x / Poisson-vd, mean): ``fast`` 20 levels in one pass 28.65 / 38.24 /
+# 43.12 (36.67), 10 + 10 levels from sigma 0.3 28.95 / 38.56 / 43.42 (36.98); ``default`` 2 chains of 25 in one
+# pass 28.70 / 38.50 / 43.87 (37.02), 10 levels then 2 chains of 20 from 0.3 29.21 / 38.92 / 43.87 (37.33), 20
+# then 2 x 15 37.35, 2 x 10 then 2 x 15 37.31; one chain of 30 after 20 levels 36.86 (Poisson-vd needs 2 chains).
+_MULTICOIL = {"fast": {**_pnp(10, 1, start=0.3), "prepass": {"num_levels": 10, "sigma_start": 1.0}},
+              "default": {**_pnp(20, 2, start=0.3), "prepass": {"num_levels": 10, "samples": 1, "sigma_start": 1.0}}}
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
 # noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
 # the flip ensemble: 25 levels 34.54 / 32.95, 30 levels 34.93 / 33.26, 35 levels 35.24 / 33.51. ``default`` takes
@@ -155,14 +182,17 @@ _PNP = {"renoise": 0.0, "flips": True}
 # on this prior a posterior sample is far from the posterior mean, which is what PSNR rewards.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("fast", "pnp", 20, _PNP, samples=1, sigma_start=1.0,
-           tasks={**_ald_tasks_of_pnp(6), **_inpaint(20, 1), "mri-dense": _DENSE["fast"]},
+           tasks={**_ald_tasks_of_pnp(6), **_inpaint(20, 1), "mri-dense": _DENSE["fast"],
+                  "mri-multicoil": _MULTICOIL["fast"]},
            note="20 NFE: plug-and-play with the flip ensemble, 20 levels from sigma 1 (MRI, scattered pixels; "
-                "sigma 0.3 on masks measuring >= 20 % of k-space); from sigma 10 with fresh noise (large holes)"),
+                "sigma 0.3 on masks measuring >= 20 % of k-space; 10 + 10 in two passes with coil maps); from sigma "
+                "10 with fresh noise (large holes)"),
     Preset("default", "pnp", 50, _PNP, samples=1, sigma_start=1.0,
-           tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL_DEFAULT,
+           tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL["default"],
                   "mri-dense": _DENSE["default"]},
            note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 30 from sigma 0.3 "
-                "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting, multi-coil MRI)"),
+                "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting); with coil maps, 10 levels "
+                "then 2 chains of 20 from sigma 0.3 (two passes)"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),

@@ -16,11 +16,13 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..physics import DataConsistency, MultiCoilMRI, SingleCoilMRI, channels_to_complex, complex_to_channels, make_mask
+from ..physics import (DataConsistency, MultiCoilMRI, SingleCoilMRI, channels_to_complex, complex_to_channels,
+                       make_mask)
 from ..rng import Generators
 from ..sampling import Guidance, Preset
 from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
-                       repeat_chains, solve)
+                       presets_of, repeat_chains, solve)
+from .phase_pass import solve_two_pass
 from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, register_task
 
 __all__ = ["MRITask", "MULTICOIL_KEY", "DENSE_KEY", "DENSE_FRACTION"]
@@ -78,14 +80,23 @@ class MRITask(Task):
               consistency: Consistency | None = None, dc_weight: float = 1.0,
               callback: LevelCallback | None = None) -> SolverResult:
         """``kspace`` (B, 1 or K, H, W) complex, ``mask`` (H, W) or (W,) over centred k-space: see
-        :func:`medscore.solvers.reconstruct_mri`."""
-        op = self.operator(mask, real_image=real_image, smaps=smaps)
+        :func:`medscore.solvers.reconstruct_mri`. With coil maps, a preset with a ``prepass`` solves in two
+        passes (:func:`~medscore.tasks.phase_pass.solve_two_pass`)."""
         real_image = real_image and smaps is None
         mode = consistency or self.default_consistency(noise_std, smaps)
-        guidance = self.guidance(op, kspace, noise_std=noise_std, mode=mode, dc_weight=dc_weight)
         key = self.preset_key(mask, smaps)
-        res = solve(model, self.warm_start(op, kspace), opts, key, guidance, start=WARM_START,
-                    complex_image=not real_image, callback=callback)
+        preset = opts.resolve(key, presets_of(model))
+
+        def guidance_for(maps: Tensor | None) -> GuidanceFactory:
+            op = self.operator(mask, real_image=real_image, smaps=maps)
+            return self.guidance(op, kspace, noise_std=noise_std, mode=mode, dc_weight=dc_weight)
+
+        if smaps is not None and preset.prepass:
+            return solve_two_pass(model, self.warm_start(self.operator(mask, smaps=smaps), kspace), smaps, opts, preset,
+                                  guidance_for, key=key, callback=callback)
+        op = self.operator(mask, real_image=real_image, smaps=smaps)
+        res = solve(model, self.warm_start(op, kspace), opts, key, guidance_for(smaps), start=WARM_START,
+                    complex_image=not real_image, callback=callback, preset=preset)
         if not real_image:
             res.mean = complex_to_channels(channels_to_complex(res.mean))
         return res
