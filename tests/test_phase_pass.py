@@ -73,3 +73,19 @@ def test_two_pass_output_keeps_the_phase_convention_of_the_maps_given():
     error = torch.angle(est * truth.conj())[inside].abs().mean()
     spread = torch.angle(truth)[inside].abs().mean()
     assert error < 0.2 * spread, (float(error), float(spread))
+
+
+def test_a_nested_prepass_is_a_third_pass_with_its_cost_and_one_progress_count():
+    """``prepass`` inside ``prepass`` runs three passes; the cost counts all three, and the level callback counts
+    the levels of all passes as one rising sequence that ends at its total."""
+    three = TWO.with_changes(prepass={"num_levels": 3, "samples": 1, "sigma_start": 0.3,
+                                      "prepass": {"num_levels": 4, "sigma_start": 1.0}})  # each inherits the next
+    assert three.first_pass().first_pass().num_levels == 4 and three.total_nfe() == 6 * 2 + 3 + 4
+    y, mask, maps, _ = _phased_acquisition()
+    prior = GaussianPrior(0.0, 0.5)
+    prior.presets = {"three": three.to_dict()}
+    seen: list[tuple[int, int]] = []
+    res = reconstruct_mri(prior, y, mask, SamplerOptions(preset="three"), real_image=False, smaps=maps,
+                          noise_std=0.01, callback=lambda i, total: seen.append((i, total)))
+    assert prior.calls == 4 + 3 + 6 and res.total_nfe == 4 + 3 + 12
+    assert [i for i, _ in seen] == list(range(13)) and {t for _, t in seen} == {13}

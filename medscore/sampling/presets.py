@@ -39,8 +39,8 @@ class Preset:
             sample (higher PSNR, less texture).
         prepass: overrides of the fields above for a cheaper first pass whose estimate the task uses to re-pose
             the problem before this preset's pass (multi-coil MRI: the estimate's smooth phase moves into the coil
-            maps, and this pass warm starts from the estimate at ``sigma_start``); empty = one pass. Tasks with
-            no use for a first estimate ignore it.
+            maps, and this pass warm starts from the estimate at ``sigma_start``); empty = one pass, and a
+            ``prepass`` of its own inside adds a pass before it. Tasks with no use for a first estimate ignore it.
         tasks: per-task overrides of the fields above, ``{"inpaint": {"sampler": "pc", ...}}``; a key may name a
             task regime, ``inpaint-hole`` for masks with large holes.
         note: where the values come from (tuning run, figures).
@@ -62,7 +62,7 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: unknown sampler {self.sampler!r}; choose from {sorted(SAMPLERS)}")
         if self.samples < 1 or (self.num_levels is not None and self.num_levels < 1):
             raise ValueError(f"preset {self.name!r}: samples and num_levels must be >= 1")
-        unknown = set(self.prepass) - set(_FIELDS[:-1])
+        unknown = set(self.prepass) - set(_FIELDS)
         if unknown:
             raise ValueError(f"preset {self.name!r}: the prepass overrides unknown fields {sorted(unknown)}")
 
@@ -86,10 +86,12 @@ class Preset:
         return self.with_changes(**over) if over else self
 
     def first_pass(self) -> "Preset | None":
-        """The preset of the first pass (this one with ``prepass`` applied), or None for a one-pass preset."""
+        """The preset of the first pass (this one with ``prepass`` applied), or None for a one-pass preset. A
+        ``prepass`` holding its own ``prepass`` makes the first pass a two-pass preset (three passes in all)."""
         if not self.prepass:
             return None
-        return dataclasses.replace(self.with_changes(**self.prepass), prepass={}, tasks={})
+        return dataclasses.replace(self.with_changes(**self.prepass), prepass=self.prepass.get("prepass", {}),
+                                   tasks={})
 
     def build(self) -> Sampler:
         """The sampler object."""
@@ -108,9 +110,10 @@ class Preset:
     def total_nfe(self, model_sigmas: Tensor | Sequence[float] | None = None, sigma_start: float | None = None) -> int:
         """Score evaluations per image: every chain, and the first pass's chains when there is one.
         ``sigma_start`` is the task's warm-start level, used where a pass names none."""
-        passes = [p for p in (self.first_pass(), self) if p is not None]
-        return sum(p.nfe(model_sigmas, p.sigma_start if p.sigma_start is not None else sigma_start) * p.samples
-                   for p in passes)
+        first = self.first_pass()
+        start = self.sigma_start if self.sigma_start is not None else sigma_start
+        own = self.nfe(model_sigmas, start) * self.samples
+        return own + (first.total_nfe(model_sigmas, sigma_start) if first is not None else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the ``name`` is the key of the table)."""
@@ -165,9 +168,12 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # with the maps of medscore.coilmaps (8x / 4x / Poisson-vd, mean): ``fast`` 20 levels in one pass 28.65 / 38.24 /
 # 43.12 (36.67), 10 + 10 levels from sigma 0.3 28.95 / 38.56 / 43.42 (36.98); ``default`` 2 chains of 25 in one
 # pass 28.70 / 38.50 / 43.87 (37.02), 10 levels then 2 chains of 20 from 0.3 29.21 / 38.92 / 43.87 (37.33), 20
-# then 2 x 15 37.35, 2 x 10 then 2 x 15 37.31; one chain of 30 after 20 levels 36.86 (Poisson-vd needs 2 chains).
+# then 2 x 15 37.35, 2 x 10 then 2 x 15 37.31; one chain of 30 after 20 levels 36.86 (Poisson-vd needs 2 chains);
+# three passes (the phase updated twice), 10 levels, 10 from 0.3, then 2 x 15 from 0.3: 29.27 / 39.07 / 43.88
+# (37.41); 5, 5, then 2 x 20: 37.33. ``fast`` with the second pass from 0.5: 36.96; 6 + 14 levels: 36.87.
 _MULTICOIL = {"fast": {**_pnp(10, 1, start=0.3), "prepass": {"num_levels": 10, "sigma_start": 1.0}},
-              "default": {**_pnp(20, 2, start=0.3), "prepass": {"num_levels": 10, "samples": 1, "sigma_start": 1.0}}}
+              "default": {**_pnp(15, 2, start=0.3), "prepass": {"num_levels": 10, "samples": 1, "sigma_start": 0.3,
+                                                                "prepass": {"num_levels": 10, "sigma_start": 1.0}}}}
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
 # noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
 # the flip ensemble: 25 levels 34.54 / 32.95, 30 levels 34.93 / 33.26, 35 levels 35.24 / 33.51. ``default`` takes
@@ -191,8 +197,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL["default"],
                   "mri-dense": _DENSE["default"]},
            note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 30 from sigma 0.3 "
-                "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting); with coil maps, 10 levels "
-                "then 2 chains of 20 from sigma 0.3 (two passes)"),
+                "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting); with coil maps, three "
+                "passes: 10 levels, 10 from sigma 0.3, then 2 chains of 15 from 0.3"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),

@@ -44,8 +44,12 @@ def solve_two_pass(model: ScoreModel, zero_filled: Tensor, smaps: Tensor, opts: 
     first_preset = preset.first_pass()
     assert first_preset is not None, "solve_two_pass needs a preset with a prepass"
     first_cb, main_cb = _split_progress(callback, model, (first_preset, preset))
-    first = solve(model, zero_filled, _shifted_seeds(opts), key, guidance_for(smaps), start=WARM_START,
-                  complex_image=True, callback=first_cb, preset=first_preset)
+    if first_preset.prepass:  # a preset of three or more passes: the first pass is itself a two-pass solve
+        first = solve_two_pass(model, zero_filled, smaps, _shifted_seeds(opts), first_preset, guidance_for, key=key,
+                               callback=first_cb)
+    else:
+        first = solve(model, zero_filled, _shifted_seeds(opts), key, guidance_for(smaps), start=WARM_START,
+                      complex_image=True, callback=first_cb, preset=first_preset)
     phase = smooth_image_phase(first.mean, PHASE_SMOOTHING * max(first.mean.shape[-2:])).to(smaps.dtype)
     start = complex_to_channels(channels_to_complex(first.mean) * phase.conj())
     res = solve(model, start, opts, key, guidance_for(smaps * phase), start=WARM_START, complex_image=True,
@@ -65,6 +69,12 @@ def _split_progress(callback: LevelCallback | None, model: ScoreModel,
     """Level callbacks of the two passes that report the levels of both as one count."""
     if callback is None:
         return None, None
-    sigmas = model_sigmas(model)
-    n1, n2 = (len(select_levels(sigmas, p.num_levels, p.sigma_start or WARM_START, p.sigma_end)) for p in passes)
-    return (lambda i, _t: callback(i, n1 + n2)), (lambda i, _t: callback(n1 + i, n1 + n2))
+    n1, total = (_levels(model_sigmas(model), p) for p in passes)  # the first pass's levels, all levels
+    return (lambda i, _t: callback(i, total)), (lambda i, _t: callback(n1 + i, total))
+
+
+def _levels(sigmas: Tensor, preset: Preset) -> int:
+    """Levels visited by ``preset``'s chains, its earlier passes included."""
+    first = preset.first_pass()
+    own = len(select_levels(sigmas, preset.num_levels, preset.sigma_start or WARM_START, preset.sigma_end))
+    return own + (_levels(sigmas, first) if first is not None else 0)
