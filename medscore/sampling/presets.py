@@ -169,10 +169,12 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # 43.12 (36.67), 10 + 10 levels from sigma 0.3 28.95 / 38.56 / 43.42 (36.98); ``default`` 2 chains of 25 in one
 # pass 28.70 / 38.50 / 43.87 (37.02), 10 levels then 2 chains of 20 from 0.3 29.21 / 38.92 / 43.87 (37.33), 20
 # then 2 x 15 37.35, 2 x 10 then 2 x 15 37.31; one chain of 30 after 20 levels 36.86 (Poisson-vd needs 2 chains);
-# three passes (the phase updated twice), 10 levels, 10 from 0.3, then 2 x 15 from 0.3: 29.27 / 39.07 / 43.88
-# (37.41); 5, 5, then 2 x 20: 37.33. ``fast`` with the second pass from 0.5: 36.96; 6 + 14 levels: 36.87.
+# three passes (the phase updated twice), 10 levels, 10 from 0.3, then from 0.3 3 chains of 10: 29.14 / 39.12 /
+# 44.31 (37.52); 2 x 15: 29.27 / 39.07 / 43.88 (37.41); 4 x 7: 37.32; 8, 8, 3 x 11: 37.41; 8, 8, 2 x 17: 37.39;
+# 5, 5, 2 x 20: 37.33. ``fast`` with the second pass from 0.5: 36.96; 6 + 14 levels: 36.87; 10 then 2 x 5: 36.39;
+# three passes of 7, 6, 7: 36.84; 5, 5, then 2 x 5: 36.29.
 _MULTICOIL = {"fast": {**_pnp(10, 1, start=0.3), "prepass": {"num_levels": 10, "sigma_start": 1.0}},
-              "default": {**_pnp(15, 2, start=0.3), "prepass": {"num_levels": 10, "samples": 1, "sigma_start": 0.3,
+              "default": {**_pnp(10, 3, start=0.3), "prepass": {"num_levels": 10, "samples": 1, "sigma_start": 0.3,
                                                                 "prepass": {"num_levels": 10, "sigma_start": 1.0}}}}
 # Single-coil masks that measure >= 20 % of k-space (``mri-dense``: 1D 4x), validation slab, 1D 4x / 4x with k-space
 # noise 0.01. The previous default (50 levels from sigma 1, no flip ensemble): 34.89 / 33.17 dB. From sigma 0.3 with
@@ -198,7 +200,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                   "mri-dense": _DENSE["default"]},
            note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 30 from sigma 0.3 "
                 "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting); with coil maps, three "
-                "passes: 10 levels, 10 from sigma 0.3, then 2 chains of 15 from 0.3"),
+                "passes: 10 levels, 10 from sigma 0.3, then 3 chains of 10 from 0.3"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),

@@ -22,8 +22,8 @@ from ..rng import Generators
 from ..sampling import Guidance, Preset
 from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
                        presets_of, repeat_chains, solve)
-from .phase_pass import solve_two_pass
 from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, register_task
+from .phase_pass import solve_two_pass
 
 __all__ = ["MRITask", "MULTICOIL_KEY", "DENSE_KEY", "DENSE_FRACTION"]
 
@@ -80,8 +80,8 @@ class MRITask(Task):
               consistency: Consistency | None = None, dc_weight: float = 1.0,
               callback: LevelCallback | None = None) -> SolverResult:
         """``kspace`` (B, 1 or K, H, W) complex, ``mask`` (H, W) or (W,) over centred k-space: see
-        :func:`medscore.solvers.reconstruct_mri`. With coil maps, a preset with a ``prepass`` solves in two
-        passes (:func:`~medscore.tasks.phase_pass.solve_two_pass`)."""
+        :func:`medscore.solvers.reconstruct_mri`. With coil maps, a preset with a ``prepass`` solves in two or
+        more passes (:func:`~medscore.tasks.phase_pass.solve_two_pass`)."""
         real_image = real_image and smaps is None
         mode = consistency or self.default_consistency(noise_std, smaps)
         key = self.preset_key(mask, smaps)
