@@ -24,6 +24,7 @@ import torch
 
 from . import solvers
 from .checkpoint import LoadedModel
+from .coilmaps import single_coil_phase_map
 from .devices import resolve_device
 from .models import load_prior
 from .physics import make_mask, validate_mask
@@ -79,22 +80,23 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
 
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,
-           raw_phase: bool = False, **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
+           **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
     from .validation import check_model_arg, check_solver_options
 
     check_model_arg("model", model)
     check_solver_options(preset, samples, seed, overrides)
     dev = resolve_device(device)
-    prior = load_prior(model, dev, complex_data=complex_data, raw_phase=raw_phase)
+    prior = load_prior(model, dev, complex_data=complex_data)
     return prior, dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
 
 
 def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
                     device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
-    with ``mask`` (retrospective). A complex array is measured centred k-space; the estimate is then the
-    magnitude of the complex reconstruction (single coil, with its scanner phase: with the bundled complex prior
-    ``ncsn-complex`` when ``model`` is None)."""
+    with ``mask`` (retrospective). A complex array is measured single-coil centred k-space on the [0, 1] image
+    scale; the estimate is then the magnitude of the complex reconstruction, solved with the image's smooth phase
+    moved into a one-coil map (:func:`medscore.coilmaps.single_coil_phase_map`), as ``medscore reconstruct``
+    does with k-space files."""
     from .validation import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
@@ -102,8 +104,7 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     check_positive("noise_std", noise_std, allow_zero=True)
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
-    prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, raw_phase=is_kspace,
-                              **overrides)
+    prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
     mri = get_task("mri")
@@ -111,8 +112,10 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
         k = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).to(dev, torch.complex64)
         single = k.ndim == 2
         k = (k[None] if single else k)[:, None]
-        res = mri.solve(prior.model, k * m, m, opts, real_image=False, noise_std=noise_std)
-        return _estimate(res, single, channel_norm=True)
+        k = k * m
+        res = mri.solve(prior.model, k, m, opts, real_image=False, noise_std=noise_std,
+                        smaps=single_coil_phase_map(k, m))
+        return _estimate(res, single, channel_norm=True)  # the magnitude: the phase map does not change it
     x, single = _batch(data, dev)
     y = mri.operator(m, real_image=True).A(x.float())
     return _estimate(mri.solve(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)

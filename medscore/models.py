@@ -81,11 +81,12 @@ def _load_bundled(name: str | None, device: str | torch.device) -> LoadedModel:
 def default_prior_name(complex_data: bool = False, raw_phase: bool = False) -> str | None:
     """The bundled prior used when no model is given (None: the default magnitude prior).
 
-    Complex data take a prior installed as ``complex`` when there is one. Otherwise complex images that keep their
-    scanner phase (``raw_phase``: single-coil k-space, with no coil maps to move the phase into) take the
-    channel-pair prior ``ncsn-complex`` (test slab, 1D 4x: 26.6 against 23.0 dB for the magnitude prior on the
-    real and imaginary parts, docs/model-card.md); nearly real ones (multi-coil, the phase moved into the maps)
-    keep the magnitude prior on the two parts, which the pair did not beat there.
+    Complex data take a prior installed as ``complex`` when there is one. Otherwise complex images solved with
+    their scanner phase (``raw_phase``) take the channel-pair prior ``ncsn-complex`` (test slab, 1D 4x: 26.6
+    against 23.0 dB for the magnitude prior on the raw real and imaginary parts, docs/model-card.md); nearly
+    real ones keep the magnitude prior on the two parts. medscore's own k-space paths move the phase out first
+    (coil maps, or a one-coil phase map for single coil: :func:`medscore.coilmaps.single_coil_phase_map`), so
+    they ask for ``raw_phase=False``; ``raw_phase=True`` is for callers that solve a raw-phase image themselves.
     """
     for name, wanted in ((COMPLEX_PRIOR, complex_data), (RAW_PHASE_PRIOR, complex_data and raw_phase)):
         if wanted and (bundled_dir(name) / "model.json").is_file():

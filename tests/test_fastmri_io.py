@@ -224,10 +224,15 @@ def test_single_coil_h5_still_works_and_gets_the_new_outputs(acq, tmp_path):
         assert f["reconstruction"].shape == (S, 16, 16)
     info = json.loads((tmp_path / "o" / "s.json").read_text())
     assert info["coil_maps"] is None
-    # half the lines measured: the sidecar names the dense-mask settings the solver used
+    # the image's phase moves into a one-coil map, so the sidecar names the multi-coil passes the solver used
     from medscore.sampling import PRESETS
 
-    assert info["sampler"]["sigma_start"] == PRESETS["fast"].for_task("mri-dense").sigma_start == 0.3
+    from medscore.noise import geometric_sigmas
+
+    multicoil = PRESETS["fast"].for_task("mri-multicoil")
+    assert info["sampler"] == {k: v for k, v in multicoil.to_dict().items() if k not in ("tasks", "note")}
+    # both passes counted, on the tiny model's 6 levels
+    assert info["sampler"]["prepass"] and info["nfe_per_slice"] == multicoil.total_nfe(geometric_sigmas(1.0, 0.01, 6))
     with pytest.raises(InputError, match="multi-coil"):
         load_kspace(acq["h5"])
 

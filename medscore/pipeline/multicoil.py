@@ -3,9 +3,10 @@
 One driver serves single-coil (S, H, W) and multi-coil (S, C, H, W) files. It opens the file (batches are
 read lazily), makes one pass over the slices (finite check, the sampling mask when it is inferred, the
 zero-filled root-sum-of-squares image, whose robust maximum sets the intensity scale, as for single coil),
-then streams batches through :func:`medscore.solvers.reconstruct_mri`: single coil with the masked-FFT
-operator, multi coil with ``smaps`` (coil maps estimated per batch by ESPIRiT from the measured samples,
-or read from a file). Outputs are written by :func:`.fastmri.write_kspace_outputs`.
+then streams batches through :func:`medscore.solvers.reconstruct_mri` with ``smaps``: for multi coil, coil maps
+estimated per batch by ESPIRiT from the measured samples or read from a file; for single coil, a one-coil map
+that carries the image's smooth phase (:func:`medscore.coilmaps.single_coil_phase_map`). Either way the image
+to solve is nearly real, and the output is rotated back to the image itself (or the file maps' convention). Outputs are written by :func:`.fastmri.write_kspace_outputs`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..coilmaps import estimate_reconstruction_maps, tv_image_phase
+from ..coilmaps import estimate_reconstruction_maps, single_coil_phase_map, tv_image_phase
 from ..errors import InputError
 from ..models import load_prior
 from ..physics import acceleration, channels_to_complex, ifft2c, normalize_smaps, validate_mask
 from ..physics.coils import estimate_kspace_noise
 from ..solvers import SamplerOptions, SolverResult, presets_of, reconstruct_mri
-from ..tasks import get_task
 from ..tasks.mri import MULTICOIL_KEY
 from ..devices import resolve_device
 from ..transforms import RobustScaleIntensity
@@ -98,6 +98,13 @@ class CoilMaps:
             maps = maps * phase
         self.seconds += time.perf_counter() - t0
         return normalize_smaps(maps), phase
+
+
+def _phase_map(y: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single coil: the one-coil map (the image's smooth phase, :func:`~medscore.coilmaps.single_coil_phase_map`)
+    to solve with, and the factor the solved image is multiplied by (the same map) to give the image itself."""
+    phase = single_coil_phase_map(torch.from_numpy(y), torch.from_numpy(mask))
+    return phase, phase
 
 
 def check_prior_channels(prior: Any) -> int:
@@ -178,10 +185,9 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     opts = opts or SamplerOptions()
     plan = plan_outputs(default_output(src.path, out, "medscore"), *inputs)
     dev = resolve_device(device)
-    prior = load_prior(model, dev, complex_data=True, raw_phase=maps is None)  # single coil keeps its phase
+    prior = load_prior(model, dev, complex_data=True)  # single coil: its phase moves into a one-coil map
     check_prior_channels(prior)
-    task = "mri" if maps is None else MULTICOIL_KEY
-    chains = opts.n_samples(task, presets_of(prior.model))
+    chains = opts.n_samples(MULTICOIL_KEY, presets_of(prior.model))
     bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), chains, channels=2)
     m, zf = _survey(src, m_given, maps, bs, dev)
     if maps is not None:
@@ -193,17 +199,14 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
 
     def solve(sl: slice, cb: Any) -> SolverResult:
         y = _coils(src, sl) * m / np.float32(scale)
-        smaps, phase = (None, None) if maps is None else maps.batch(sl, y, m)
+        smaps, phase = maps.batch(sl, y, m) if maps is not None else _phase_map(y, m)
         res = reconstruct_mri(prior.model, torch.from_numpy(y).to(dev), m_t, batch_options(opts, sl), real_image=False,
-                              smaps=None if smaps is None else smaps.to(dev), noise_std=noise / scale, callback=cb)
-        x = channels_to_complex(res.mean)[:, 0].cpu()
-        image[sl] = (x if phase is None else x * phase[:, 0]).numpy()
+                              smaps=smaps.to(dev), noise_std=noise / scale, callback=cb)
+        image[sl] = (channels_to_complex(res.mean)[:, 0].cpu() * phase[:, 0]).numpy()
         return res
 
     res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
-    # the preset key the solver used (a dense single-coil mask solves under mri-dense), for the sidecar
-    key = get_task("mri").preset_key(m, maps)
-    info = {**run_info(prior, opts, key), "task": "mri-kspace" if maps is None else MULTICOIL_KEY,
+    info = {**run_info(prior, opts, MULTICOIL_KEY), "task": "mri-kspace" if maps is None else MULTICOIL_KEY,
             "input": {"file": src.path.name, "shape": list(src.shape)},
             "mask": {"source": _mask_source(mask), "acceleration": round(acceleration(m), 4)},
             "coil_maps": None if maps is None else maps.source, "nfe_per_slice": res.nfe, "scale": scale,
