@@ -31,8 +31,7 @@ from .physics import MultiCoilMRI, estimate_image_maps, smooth_image_phase
 from .physics.coils import sampling_mask_from_kspace
 
 __all__ = ["estimate_reconstruction_maps", "refine_image_phase", "tv_image_phase", "single_coil_phase_map",
-           "PHASE_TV_WEIGHT",
-           "PHASE_TV_ITERATIONS", "PHASE_SMOOTHING"]
+           "PHASE_TV_WEIGHT", "PHASE_TV_ITERATIONS", "PHASE_SMOOTHING"]
 
 #: TV weight of the phase pre-reconstruction, on the [0, 1] image scale (TV-CS's tuned weight at 8 coils 1D 8x)
 PHASE_TV_WEIGHT = 0.003

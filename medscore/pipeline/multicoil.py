@@ -6,7 +6,8 @@ zero-filled root-sum-of-squares image, whose robust maximum sets the intensity s
 then streams batches through :func:`medscore.solvers.reconstruct_mri` with ``smaps``: for multi coil, coil maps
 estimated per batch by ESPIRiT from the measured samples or read from a file; for single coil, a one-coil map
 that carries the image's smooth phase (:func:`medscore.coilmaps.single_coil_phase_map`). Either way the image
-to solve is nearly real, and the output is rotated back to the image itself (or the file maps' convention). Outputs are written by :func:`.fastmri.write_kspace_outputs`.
+to solve is nearly real, and the output is rotated back to the image itself (or the file maps' convention).
+Outputs are written by :func:`.fastmri.write_kspace_outputs`.
 """
 
 from __future__ import annotations
