@@ -17,7 +17,8 @@ the true maps to a correlation of 0.9995 inside the head; the true phase on the 
 step 2, 28.6 dB (TV-CS with the two sets of maps: 26.9 and 27.1 dB): half of the gap was the phase, and step 2
 closes a fifth of it (the other half is the maps outside the head, docs/benchmarks.md). Every method of
 the benchmark gets the maps of step 2; maps read from a file keep theirs, and the phase of step 2 is moved in
-and out around the solve (:mod:`medscore.pipeline.multicoil`).
+and out around the solve (:mod:`medscore.pipeline.multicoil`). Single-coil k-space gets the phase of step 2 as a
+one-coil map (:func:`single_coil_phase_map`).
 """
 
 from __future__ import annotations
