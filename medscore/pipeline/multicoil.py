@@ -38,7 +38,7 @@ from .memory import resolve_batch_size
 from .outputs import default_output, plan_outputs
 from .volume import Progress, channel_magnitude, stream
 
-__all__ = ["reconstruct_multicoil_file", "reconstruct_measured", "CoilMaps", "check_prior_channels"]
+__all__ = ["reconstruct_multicoil_file", "reconstruct_measured", "CoilMaps", "PhaseMap", "check_prior_channels"]
 
 Crop = int | Sequence[int] | None
 
@@ -101,11 +101,28 @@ class CoilMaps:
         return normalize_smaps(maps), phase
 
 
-def _phase_map(y: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Single coil: the one-coil map (the image's smooth phase, :func:`~medscore.coilmaps.single_coil_phase_map`)
-    to solve with, and the factor the solved image is multiplied by (the same map) to give the image itself."""
-    phase = single_coil_phase_map(torch.from_numpy(y), torch.from_numpy(mask))
-    return phase, phase
+class PhaseMap:
+    """Single coil: the one-coil "map" per batch, the image's smooth phase
+    (:func:`~medscore.coilmaps.single_coil_phase_map`), with the interface of :class:`CoilMaps`."""
+
+    source = "one-coil map: the image's smooth phase from a short TV-CS reconstruction (single coil)"
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def check(self, sl: slice) -> None:
+        """Nothing to read."""
+
+    def check_estimable(self, mask: np.ndarray) -> None:
+        """Any mask will do."""
+
+    def batch(self, sl: slice, y: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map (B, 1, H, W) to solve slices ``sl`` with, and the factor the solved image is multiplied by to give
+        the image itself: the same map."""
+        t0 = time.perf_counter()
+        phase = single_coil_phase_map(torch.from_numpy(y), torch.from_numpy(mask))
+        self.seconds += time.perf_counter() - t0
+        return phase, phase
 
 
 def check_prior_channels(prior: Any) -> int:
@@ -124,7 +141,7 @@ def _coils(src: ComplexArrayFile, sl: slice) -> np.ndarray:
     return k[:, None] if k.ndim == 3 else k
 
 
-def _survey(src: ComplexArrayFile, mask: np.ndarray | None, maps: CoilMaps | None, chunk: int,
+def _survey(src: ComplexArrayFile, mask: np.ndarray | None, maps: CoilMaps | PhaseMap, chunk: int,
             dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the file: every batch read (and so checked finite), the (H, W) sampling mask (``mask``, or
     where any coil of any slice is non-zero) and the zero-filled root-sum-of-squares image (S, H, W)."""
@@ -135,8 +152,7 @@ def _survey(src: ComplexArrayFile, mask: np.ndarray | None, maps: CoilMaps | Non
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         k = torch.from_numpy(_coils(src, sl)).to(dev)
-        if maps is not None:
-            maps.check(sl)
+        maps.check(sl)
         if m_t is None:
             seen |= (k != 0).any(dim=1).any(dim=0)
         else:
@@ -175,7 +191,8 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
                          inputs: Sequence[Any], model: Any = None, out: str | Path | None = None,
                          opts: SamplerOptions | None = None, batch_size: int | str = 4, crop: Crop = None,
                          device: str = "auto", progress: Progress | None = None) -> RunReport:
-    """The driver: an opened k-space file (single coil with ``maps`` None, else multi coil) -> written outputs.
+    """The driver: an opened k-space file (single coil with ``maps`` None: a :class:`PhaseMap`; else multi coil) ->
+    written outputs.
 
     ``inputs``: the run's input files, which no output may overwrite.
     """
@@ -190,9 +207,9 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
     check_prior_channels(prior)
     chains = opts.n_samples(MULTICOIL_KEY, presets_of(prior.model))
     bs = resolve_batch_size(batch_size, n, shape, dev, model_width(prior), chains, channels=2)
+    single_coil, maps = maps is None, maps if maps is not None else PhaseMap()
     m, zf = _survey(src, m_given, maps, bs, dev)
-    if maps is not None:
-        maps.check_estimable(m)
+    maps.check_estimable(m)
     scale = _scale(zf, prior.percentiles[1], src.path.name)
     noise = _kspace_noise(src, m)
     m_t = torch.from_numpy(m).to(dev)
@@ -200,23 +217,23 @@ def reconstruct_measured(src: ComplexArrayFile, mask: str | Path | np.ndarray | 
 
     def solve(sl: slice, cb: Any) -> SolverResult:
         y = _coils(src, sl) * m / np.float32(scale)
-        smaps, phase = maps.batch(sl, y, m) if maps is not None else _phase_map(y, m)
+        smaps, phase = maps.batch(sl, y, m)
         res = reconstruct_mri(prior.model, torch.from_numpy(y).to(dev), m_t, batch_options(opts, sl), real_image=False,
                               smaps=smaps.to(dev), noise_std=noise / scale, callback=cb)
         image[sl] = (channels_to_complex(res.mean)[:, 0].cpu() * phase[:, 0]).numpy()
         return res
 
     res = stream(n, shape, solve, bs, progress, reduce=channel_magnitude)
-    info = {**run_info(prior, opts, MULTICOIL_KEY), "task": "mri-kspace" if maps is None else MULTICOIL_KEY,
+    info = {**run_info(prior, opts, MULTICOIL_KEY), "task": "mri-kspace" if single_coil else MULTICOIL_KEY,
             "input": {"file": src.path.name, "shape": list(src.shape)},
             "mask": {"source": _mask_source(mask), "acceleration": round(acceleration(m), 4)},
-            "coil_maps": None if maps is None else maps.source, "nfe_per_slice": res.nfe, "scale": scale,
+            "coil_maps": maps.source, "nfe_per_slice": res.nfe, "scale": scale,
             "kspace_noise_std": noise,
             "device": str(dev)}
     std = None if res.std is None else res.std * np.float32(scale)
     run = KSpaceRun(image * np.float32(scale), zf, std, scale, info)
     run.info["timing_s"] = {"total": round(time.perf_counter() - t0, 3), "solver": round(res.seconds, 3),
-                            "coil_maps": None if maps is None else round(maps.seconds, 3)}
+                            "coil_maps": round(maps.seconds, 3)}
     report = RunReport(info["task"], nfe=res.nfe, seconds=res.seconds, slices=n)
     report.outputs.update(write_kspace_outputs(plan, run, size))
     return report
