@@ -3,6 +3,7 @@
     python scripts/bench_volume.py --presets default,fast --slabs 4,8 --json /tmp/volume.json
     python scripts/bench_volume.py --models default,bundled:ncsn --slabs 32    # two priors in one run
     python scripts/bench_volume.py --models default,bundled:split --slabs "" --repeat 3   # best of 3 per slice
+    python scripts/bench_volume.py --precisions fp32,bf16 --skip-slice --slabs 32   # the network in fp32, then bf16
 
 For each slab size it runs ``medscore.reconstruct.reconstruct_file`` (4x random lines, ``--slab-preset``,
 ``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
@@ -44,7 +45,7 @@ def _model(name: str) -> str | None:
     return None if name == "default" else name
 
 
-def one_slice(preset: str, model: str = "default", repeat: int = 1) -> dict:
+def one_slice(preset: str, model: str = "default", repeat: int = 1, precision: str = "auto") -> dict:
     """Seconds for one 128x128 slice (4x random lines) at ``preset``, after a warm-up call: the best of
     ``repeat`` runs (the minimum resists other load on shared cores), with every run's time."""
     from medscore.embedded import held_out
@@ -60,12 +61,13 @@ def one_slice(preset: str, model: str = "default", repeat: int = 1) -> dict:
     runs = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        res = reconstruct_mri(net, y, mask, SamplerOptions(preset=preset))
+        res = reconstruct_mri(net, y, mask, SamplerOptions(preset=preset, precision=precision))
         runs.append(time.perf_counter() - t0)
-    return {"model": model, "preset": preset, "seconds": min(runs), "runs": runs, "nfe": res.nfe * res.samples}
+    return {"model": model, "preset": preset, "precision": precision, "seconds": min(runs), "runs": runs,
+            "nfe": res.total_nfe}
 
 
-def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default") -> dict:
+def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default", precision: str = "auto") -> dict:
     """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
     from medscore.reconstruct import reconstruct_file
     from medscore.solvers import SamplerOptions
@@ -77,10 +79,10 @@ def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "defa
         mask[128 - 10:128 + 10] = 1
         t0 = time.perf_counter()
         rep = reconstruct_file(scan, mask, model=_model(model), out=Path(tmp) / "out.nii.gz",
-                               opts=SamplerOptions(preset=preset), batch_size=batch_size, device="cpu")
+                               opts=SamplerOptions(preset=preset, precision=precision), batch_size=batch_size, device="cpu")
         secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"model": model, "slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
+    return {"model": model, "precision": precision, "slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
             "nfe_per_slice": rep.nfe}
 
 
@@ -88,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="default,fast")
     ap.add_argument("--models", default="default", help="comma-separated: default, bundled:NAME or a model folder")
+    ap.add_argument("--precisions", default="auto", help="comma-separated: auto, fp32, bf16 (SamplerOptions.precision)")
     ap.add_argument("--slabs", default="4,8")
     ap.add_argument("--slab-preset", default="fast")
     ap.add_argument("--batch-size", default="auto", help="an int, or auto (the batch then grows with the slab)")
@@ -98,22 +101,23 @@ def main() -> None:
     args = ap.parse_args()
     if args._slab is not None:  # child process: one slab, result as JSON on stdout
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        print(json.dumps(slab(args._slab, args.slab_preset, bs, args.models)))
+        print(json.dumps(slab(args._slab, args.slab_preset, bs, args.models, args.precisions)))
         return
-    models = args.models.split(",")
-    slices = [] if args.skip_slice else [one_slice(p, m, args.repeat) for m in models for p in args.presets.split(",")]
+    runs = [(m, prec) for m in args.models.split(",") for prec in args.precisions.split(",")]
+    slices = [] if args.skip_slice else [one_slice(p, m, args.repeat, prec) for m, prec in runs
+                                         for p in args.presets.split(",")]
     rows = {"threads": torch.get_num_threads(), "slice": slices, "slabs": []}
-    for m in models:
+    for m, prec in runs:
         for n in (int(s) for s in args.slabs.split(",") if s):  # --slabs "": single slices only
             cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset, "--batch-size",
-                   args.batch_size, "--models", m]
+                   args.batch_size, "--models", m, "--precisions", prec]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows["slabs"].append(json.loads(out.splitlines()[-1]))
     for r in rows["slice"]:
         runs = " / ".join(f"{t:.1f}" for t in r["runs"])
-        print(f"| {r['model']}: one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s (runs {runs}) |")
+        print(f"| {r['model']} ({r['precision']}): one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s (runs {runs}) |")
     for r in rows["slabs"]:
-        print(f"| {r['model']}: 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), "
+        print(f"| {r['model']} ({r['precision']}): 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), "
               f"batch {r['batch_size']} | {r['seconds']:.0f} s "
               f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")
     if args.json:

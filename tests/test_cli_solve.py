@@ -265,6 +265,7 @@ def _bad_inputs(root: Path) -> dict[str, Path]:
     ("not_nifti_out", ".nii"),
     ("samples", "--samples"),
     ("preset", "preset"),
+    ("precision", "precision"),
 ])
 def test_reconstruct_errors(runner, files, tmp_path, case, match):
     bad = _bad_inputs(tmp_path / "inputs")
@@ -285,6 +286,8 @@ def test_reconstruct_errors(runner, files, tmp_path, case, match):
         extra = [*extra, "--samples", "0"]
     elif case == "preset":
         extra = ["--model", files["model"], "--device", "cpu", "--preset", "turbo"]
+    elif case == "precision":
+        extra = [*extra, "--precision", "fp16"]
     args = ["reconstruct", scan, "-o", out, *extra] + ([] if case == "no_mask" else ["--mask", mask])
     line = one_error_line(_run(runner, *args))
     assert match in line, line

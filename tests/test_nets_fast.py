@@ -4,6 +4,7 @@ prior against the same network written with those formulas, 3D networks, and ``a
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from medscore.config import ModelConfig
 from medscore.nets import NCSN, NCSNv2, build_model
-from medscore.nets.accelerate import accelerate, is_compiled, score_inference
+from medscore.nets.accelerate import accelerate, autocast_score, is_compiled, resolve_precision, score_inference
 from medscore.nets.functional import instance_norm_plus, max_pool_same
 from medscore.nets.layers import InstanceNormPlus, NormParams
 from medscore.noise import geometric_sigmas
@@ -183,3 +184,19 @@ def test_inference_layout_is_channels_last_for_2d_networks_only():
     w3 = next(p for p in three.parameters() if p.ndim == 5 and p.shape[1] > 1)
     assert w2.is_contiguous(memory_format=torch.channels_last) and not w2.is_contiguous()
     assert w3.is_contiguous()
+
+
+def test_bf16_precision_of_a_score_network_is_close_to_fp32():
+    """``autocast_score``: fp32 and ``auto`` on CPU are the network itself; bf16 returns fp32 output within bf16's
+    rounding of the fp32 one (and not equal to it: the convolutions did run in bf16)."""
+    torch.manual_seed(0)
+    net = NCSN(1, 8, SIGMAS, conditioning="continuous").eval()
+    x, sigma = torch.rand(2, 1, 16, 16), SIGMAS[[0, 3]]
+    assert autocast_score(net, "fp32", "cpu") is net and autocast_score(net, "auto", "cpu") is net
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # CPUs without native bf16: "emulated, slower"
+        expect, out = net(x, sigma), autocast_score(net, "bf16", "cpu")(x, sigma)
+    rel = float((out - expect).norm() / expect.norm())
+    assert out.dtype == torch.float32 and 1e-5 < rel < 3e-2, rel
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", "cpu")

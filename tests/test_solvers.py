@@ -10,12 +10,15 @@ tolerances are stated in units of the Monte-Carlo standard error ``posterior_std
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medscore import solvers
+from medscore.errors import InputError
 from medscore.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.physics.mri import channels_to_complex, complex_to_channels, fft2c, ifft2c
@@ -181,6 +184,36 @@ def test_inpaint_posterior_mean_and_known_pixels(mu, consistency):
     err = (res.mean[0, 0] - mu)[hole]
     assert _rms(err) < 3 * S / math.sqrt(n), _rms(err)
     assert abs(float(res.std[0, 0][hole].mean()) / S - 1) < 0.2
+
+
+class ConvGaussianPrior(GaussianPrior):
+    """:class:`GaussianPrior` with its score computed through a 1 x 1 convolution, which autocast runs in bf16."""
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        sig = sigma.reshape(-1, 1, 1, 1)
+        return -F.conv2d(x - self.mu, torch.ones(1, 1, 1, 1)) / (self.s**2 + sig**2)
+
+
+def test_bf16_precision_perturbs_only_the_score(mu):
+    """``precision="bf16"`` runs the network's convolutions in bf16 (the estimate moves, by about bf16's rounding)
+    while data consistency stays in fp32 (known pixels kept); fp32 and ``auto`` on CPU give the same result."""
+    g = _gen(6)
+    x = mu + S * torch.randn(2, 1, H, W, generator=g)
+    mask = (torch.rand(H, W, generator=g) > 0.5).float()
+    run = {p: solvers.inpaint(ConvGaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="fast", precision=p))
+           for p in ("fp32", "auto")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # CPUs without native bf16: "emulated, slower"
+        run["bf16"] = solvers.inpaint(ConvGaussianPrior(mu, S), x * mask, mask,
+                                      SamplerOptions(preset="fast", precision="bf16"))
+    assert torch.equal(run["fp32"].mean, run["auto"].mean)
+    known = mask.bool().expand_as(x)
+    torch.testing.assert_close(run["bf16"].mean[known], x[known], atol=1e-6, rtol=0)
+    moved = float((run["bf16"].mean - run["fp32"].mean).abs().max())
+    assert run["bf16"].mean.dtype == torch.float32 and 0 < moved < 0.02 * S, moved
+    with pytest.raises(InputError, match="precision"):
+        SamplerOptions(precision="fp16")
 
 
 def test_inpaint_per_sample_masks(mu):

@@ -27,6 +27,8 @@ AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxe
 BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory allows; at most 2 on CPU)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
 SeedOpt = Annotated[int, typer.Option(help="random seed")]
+PrecisionOpt = Annotated[str, typer.Option(help="network arithmetic: auto (bf16 on CUDA, fp32 on CPU), fp32, or bf16 "
+                                                "(about 1.5x faster on CPUs with AVX512-BF16/AMX, PSNR within 0.05 dB)")]
 StepOpt = Annotated[Optional[float], typer.Option(help="multiplier on the preset's step size")]
 StartOpt = Annotated[Optional[float], typer.Option(help="warm-start noise level (default: the task's)")]
 SeriesOpt = Annotated[Optional[str], typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder "
@@ -50,7 +52,7 @@ def _progress(description: str) -> Iterator:
 
 def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None,
           sampler: str | None = None, eta: float | None = None, snr: float | None = None,
-          renoise: float | None = None, flips: bool | None = None):
+          renoise: float | None = None, flips: bool | None = None, precision: str = "auto"):
     from ..solvers import SamplerOptions
     from ..errors import InputError
     from ..sampling import PRESETS
@@ -65,7 +67,7 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
         if value is not None:
             check_positive(name, value)
     opts = SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start,
-                          sampler=sampler, eta=eta, snr=snr, renoise=renoise, flips=flips)
+                          sampler=sampler, eta=eta, snr=snr, renoise=renoise, flips=flips, precision=precision)
     try:
         opts.resolve().build()  # unknown sampler, a setting the sampler lacks, eta outside [0, 1]: one line now
     except ValueError as exc:
@@ -83,6 +85,7 @@ def reconstruct_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    precision: PrecisionOpt = "auto",
     smaps: Annotated[Optional[Path], typer.Option(
         help="multi-coil k-space: coil maps .npy/.h5, (S, C, H, W) or (C, H, W); default: estimated by ESPIRiT "
              "(pip install \"medscore\\[mri]\")")] = None,
@@ -97,7 +100,7 @@ def reconstruct_command(
         from ..tasks import get_task
 
         task = get_task("mri")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision)
         is_kspace = is_kspace_file(scan)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size, kspace=is_kspace)
         with _progress(task.progress_label) as progress:
@@ -123,6 +126,7 @@ def inpaint_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
     with handle_errors():
@@ -131,7 +135,7 @@ def inpaint_command(
         from ..validation import check_mask_or_missing
 
         task = get_task("inpaint")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision)
         check_mask_or_missing(mask, missing)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size)
         with _progress(task.progress_label) as progress:
@@ -151,6 +155,7 @@ def denoise_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
@@ -163,7 +168,7 @@ def denoise_command(
             raise InputError(f"--method must be tweedie or sampler, got {method!r}")
         from ..validation import check_positive
 
-        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise, flips)
+        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision)
         for name, value in (("--noise-std", noise_std), ("--add-noise", add_noise)):
             if value is not None:
                 check_positive(name, value)
@@ -181,12 +186,13 @@ def sample_command(
     size: Annotated[int, typer.Option(help="image size in pixels (square)")] = 64,
     model: ModelOpt = None, preset: PresetOpt = "default", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Draw unconditional samples from the prior with annealed Langevin dynamics (Algorithm 1)."""
     with handle_errors():
         from ..api import sample_to_files
 
         with _progress("sampling") as progress:
-            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise, flips),
+            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision),
                                          device=device, progress=progress)
         console.print(f"{n} samples, {nfe} NFE each: {paths[0]} and {paths[1]}")

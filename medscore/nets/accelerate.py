@@ -1,4 +1,4 @@
-"""Opt-in speed-ups for a score network at inference: channels-last memory, ``torch.compile``, bf16 on CUDA.
+"""Opt-in speed-ups for a score network at inference: channels-last memory, ``torch.compile``, bf16 autocast.
 
 Measured on a shared 2-core AVX2 CPU (``scripts/bench_forward.py``, 1 thread): channels-last makes the
 fused forward ~5-15% faster (oneDNN convs and pooling gain more than the norms' reductions lose), so
@@ -8,15 +8,19 @@ faster afterwards, so ``"auto"`` compiles on CUDA only.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["accelerate", "inference_layout", "is_compiled", "score_inference"]
+__all__ = ["PRECISIONS", "accelerate", "autocast_score", "cpu_has_native_bf16", "inference_layout", "is_compiled",
+           "resolve_precision", "score_inference"]
+
+#: ``precision`` choices of the solvers: ``auto`` = bf16 on CUDA GPUs that support it, fp32 elsewhere
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class _FallbackForward:
@@ -91,15 +95,51 @@ def is_compiled(model: nn.Module) -> bool:
     return isinstance(fwd, _FallbackForward) and not fwd.failed
 
 
-def score_inference(model: nn.Module, x: Tensor, sigma: Tensor | float, amp: bool | str = "auto") -> Tensor:
-    """``model(x, sigma)`` without autograd; bf16 autocast on CUDA (``amp="auto"``), fp32 output.
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, from ``/proc/cpuinfo``; False where that
+    cannot be read). Without them PyTorch emulates bf16 and it is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
-    bf16 is never used on CPU: there it is slower than fp32 on CPUs without AMX/AVX-512-BF16, and the
-    score's 1/sigma scaling at small sigma needs fp32's precision anyway.
-    """
-    use_amp = x.device.type == "cuda" and (amp is True or (amp == "auto" and torch.cuda.is_bf16_supported()))
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``: ``None`` for fp32. ``auto`` is bf16 on CUDA GPUs with
+    bf16 and fp32 on CPU (bf16 there changes PSNR by a few hundredths of a dB, docs/benchmarks.md, so it is asked
+    for, not implied). ``bf16`` on a CPU without native bf16 warns that it will be slower."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    kind = torch.device(device).type
+    if precision == "fp32" or (precision == "auto" and not (kind == "cuda" and torch.cuda.is_bf16_supported())):
+        return None
+    if kind == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("bf16 asked for on a CPU without AVX512-BF16/AMX: PyTorch emulates it, slower than fp32",
+                      RuntimeWarning, stacklevel=3)
+    return torch.bfloat16
+
+
+def autocast_score(score: Callable[[Tensor, Tensor], Tensor], precision: str,
+                   device: torch.device | str) -> Callable[[Tensor, Tensor], Tensor]:
+    """``score`` run under autocast at ``precision`` (:func:`resolve_precision`), its output in the input's dtype;
+    ``score`` itself for fp32. Convolutions then run in bf16; instance norm++ keeps its statistics in fp32."""
+    dtype = resolve_precision(precision, device)
+    if dtype is None:
+        return score
+    kind = torch.device(device).type
+
+    def run(x: Tensor, sigma: Tensor) -> Tensor:
+        with torch.autocast(kind, dtype=dtype):
+            out = score(x, sigma)
+        return out.to(x.dtype)
+
+    return run
+
+
+def score_inference(model: nn.Module, x: Tensor, sigma: Tensor | float, precision: str = "auto") -> Tensor:
+    """``model(x, sigma)`` without autograd at ``precision`` (:func:`resolve_precision`), fp32 output."""
     sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
-    with torch.inference_mode(), ctx:
-        out = model(x, sigma)
+    with torch.inference_mode():
+        out = autocast_score(model, precision, x.device)(x, sigma)
     return out.float()

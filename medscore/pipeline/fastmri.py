@@ -96,9 +96,10 @@ def save_sidecar(path: str | Path, info: dict[str, Any]) -> Path:
 
 
 def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
-    """The sidecar's version, model (name, weights SHA-256, input channels), preset, sampler and seed for a run
-    of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model)."""
+    """The sidecar's version, model (name, weights SHA-256, input channels), preset, sampler, network precision
+    and seed for a run of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model)."""
     from ..models import bundled_label
+    from ..nets.accelerate import resolve_precision
     from ..solvers import presets_of
 
     folder = Path(prior.path).parent
@@ -107,8 +108,10 @@ def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
              "sha256": prior.meta.get("sha256"), "in_channels": int(prior.meta.get("model", {}).get("in_channels", 1))}
     preset = opts.resolve(task, presets_of(prior.model))
     sampler = {k: v for k, v in preset.to_dict().items() if k not in ("tasks", "note")}
+    device = next(prior.model.parameters()).device
+    precision = "fp32" if resolve_precision(opts.precision, device) is None else "bf16"
     return {"medscore_version": __version__, "model": model, "preset": preset.name, "sampler": sampler,
-            "seed": opts.seed}
+            "precision": precision, "seed": opts.seed}
 
 
 def _check_finite(run: KSpaceRun) -> None:

@@ -72,7 +72,7 @@ class DenoiseTask(Task):
         if method not in self.methods:
             raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
         if method == "tweedie":
-            return tweedie_denoise(model, image, noise_std, flip_average, transpose)
+            return tweedie_denoise(model, image, noise_std, flip_average, transpose, opts.precision)
         start = self.start_level(model, noise_std)
         op = self.operator(noise_std)
         return solve(model, self.warm_start(op, image), opts, self.name, self.guidance(op, image), start=start,

@@ -2,7 +2,7 @@
 
 Each magnitude slice gets a realistic phase, birdcage coil maps and complex k-space noise
 (:func:`medscore.physics.simulate_multicoil`), is undersampled by the spec's mask, and its coil maps are
-estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`, sigpy),
+estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`: the whole fully sampled centre),
 their phase chosen so the image they encode is close to real (:mod:`medscore.coilmaps`: the calibration
 region's phase, refined by that of a short TV-CS reconstruction): no fully sampled
 data, no true maps and no magnitude-only undersampling reach any method (the "implicit data crime" of
