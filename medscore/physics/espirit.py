@@ -24,6 +24,8 @@ from .mri import ifft2c
 
 __all__ = ["espirit_maps", "calibration_matrix", "map_subspace_error"]
 
+_EIGH_ROWS = 64  # image rows per batched eigendecomposition
+
 
 def _centre(n: int, width: int) -> slice:
     start = n // 2 - width // 2  # the block sigpy.resize crops, so a square region matches sigpy's
@@ -59,10 +61,12 @@ def _image_gram(kernels: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
     _, c, kh, kw = kernels.shape
     h, w = shape
     auto = _kernel_autocorrelation(kernels)
-    padded = np.zeros((c, c, h, w), dtype=np.complex64)
-    padded[:, :, h // 2 - (kh - 1):h // 2 + kh, w // 2 - (kw - 1):w // 2 + kw] = auto
-    gram = ifft2c(torch.from_numpy(padded)) * (np.sqrt(h * w) / (kh * kw))
-    return gram.permute(2, 3, 0, 1)
+    gram = torch.empty((h, w, c, c), dtype=torch.complex64)
+    for i in range(c):  # one coil's row at a time: the FFT's temporaries stay at C images
+        padded = torch.zeros((c, h, w), dtype=torch.complex64)
+        padded[:, h // 2 - (kh - 1):h // 2 + kh, w // 2 - (kw - 1):w // 2 + kw] = torch.from_numpy(auto[i])
+        gram[:, :, i, :] = (ifft2c(padded) * (np.sqrt(h * w) / (kh * kw))).permute(1, 2, 0)
+    return gram
 
 
 def espirit_maps(kspace: np.ndarray, calib: tuple[int, int], kernel: tuple[int, int], *, thresh: float = 0.02,
@@ -80,10 +84,12 @@ def espirit_maps(kspace: np.ndarray, calib: tuple[int, int], kernel: tuple[int, 
         raise ValueError(f"kernel {kernel} must be smaller than the calibration region {calib} within {(h, w)}")
     _, s, vh = np.linalg.svd(calibration_matrix(k / (np.abs(k).max() or 1.0), calib, kernel), full_matrices=False)
     kernels = vh[s > thresh * s[0]].reshape(-1, k.shape[0], *kernel)
-    values, vectors = torch.linalg.eigh(_image_gram(kernels, (h, w)))
-    maps = vectors[..., -1]  # (H, W, C): the eigenvector of the largest eigenvalue
-    maps = maps * torch.sgn(maps[..., :1]).conj()
-    maps = maps * (values[..., -1] > crop).unsqueeze(-1)
+    gram = _image_gram(kernels, (h, w))
+    maps = torch.empty(gram.shape[:3], dtype=gram.dtype)  # (H, W, C)
+    for rows in range(0, h, _EIGH_ROWS):  # in blocks of rows: all eigenvectors of every pixel would double the memory
+        values, vectors = torch.linalg.eigh(gram[rows:rows + _EIGH_ROWS])
+        top = vectors[..., -1]  # the eigenvector of the largest eigenvalue
+        maps[rows:rows + _EIGH_ROWS] = top * torch.sgn(top[..., :1]).conj() * (values[..., -1:] > crop)
     return np.ascontiguousarray(maps.permute(2, 0, 1).numpy(), dtype=np.complex64)
 
 

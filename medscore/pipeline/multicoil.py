@@ -60,7 +60,8 @@ class CoilMaps:
     @property
     def source(self) -> str:
         if self.file is None:
-            return "estimated per slice by ESPIRiT (sigpy) from the autocalibration region"
+            return ("estimated per slice by ESPIRiT from the fully sampled centre (sigpy on a square, medscore's own "
+                    "on a rectangle)")
         return f"file {self.file.path.name}" if self.file.path.suffix else "array"
 
     def check(self, sl: slice) -> None:
