@@ -3,8 +3,8 @@
 k-space is *centred* (DC at (H // 2, W // 2)) as everywhere in :mod:`medscore.physics`. Estimation calls
 ``sigpy.mri.app.EspiritCalib`` (Uecker et al., MRM 2014), whose centred orthonormal FFT and centre crop
 follow the same convention, on square calibration regions; the rectangular regions of 1D undersampling, which sigpy
-cannot take, go to :func:`medscore.physics.espirit.espirit_maps`. sigpy is optional (``pip install "medscore[mri]"``) and imported only when a
-map is estimated, so ``import medscore`` stays light (sigpy pulls numba).
+cannot take, go to :func:`medscore.physics.espirit.espirit_maps`. sigpy is optional (``pip install
+"medscore[mri]"``) and imported only when a map is estimated, so ``import medscore`` stays light (sigpy pulls numba).
 
 Maps are only defined up to a per-pixel complex factor (the image absorbs it: ``S_k x = (S_k c)(x / c)``).
 ESPIRiT returns maps with ``sum_k |S_k|^2 = 1`` inside the object, zero outside, phase relative to coil 0.
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .espirit import centre_block, espirit_maps
 from .mri import ifft2c
 
 __all__ = [
@@ -60,12 +61,6 @@ def sampling_mask_from_kspace(kspace: np.ndarray) -> np.ndarray:
     return np.any(k.reshape(-1, *k.shape[-2:]) != 0, axis=0).astype(np.float32)
 
 
-def _centre_block(n: int, width: int) -> slice:
-    # The block sigpy.resize (and so EspiritCalib) crops: it starts at n // 2 - width // 2.
-    start = n // 2 - width // 2
-    return slice(start, start + width)
-
-
 def calibration_width(mask: np.ndarray, min_width: int = MIN_CALIB) -> int:
     """Side of the largest fully sampled square centred on DC (the autocalibration region).
 
@@ -81,7 +76,7 @@ def calibration_width(mask: np.ndarray, min_width: int = MIN_CALIB) -> int:
     h, w = m.shape
     width = 0
     # the squares are nested (going from w to w + 1 adds one row and one column), so stop at the first gap
-    while width < min(h, w) and m[_centre_block(h, width + 1), _centre_block(w, width + 1)].all():
+    while width < min(h, w) and m[centre_block(h, width + 1), centre_block(w, width + 1)].all():
         width += 1
     if width < min_width:
         raise InputError(
@@ -106,9 +101,9 @@ def calibration_region(mask: np.ndarray, min_width: int = MIN_CALIB, max_side: i
     rows, cols = side, side
     h, w = m.shape
     limit = max(max_side, side)
-    while rows < min(h, limit) and m[_centre_block(h, rows + 1), _centre_block(w, cols)].all():
+    while rows < min(h, limit) and m[centre_block(h, rows + 1), centre_block(w, cols)].all():
         rows += 1
-    while cols < min(w, limit) and m[_centre_block(h, rows), _centre_block(w, cols + 1)].all():
+    while cols < min(w, limit) and m[centre_block(h, rows), centre_block(w, cols + 1)].all():
         cols += 1
     return rows, cols
 
@@ -149,8 +144,6 @@ def estimate_smaps(
     # scale to unit maximum: ESPIRiT's threshold is relative, but float32 SVDs behave better on O(1) data
     scale = float(np.abs(k).max()) or 1.0
     if region[0] != region[1]:
-        from .espirit import espirit_maps
-
         return espirit_maps(k / scale, region, kernel, thresh=thresh, crop=crop)  # type: ignore[arg-type]
     app = _sigpy_mri_app()
     mps = app.EspiritCalib(k / scale, calib_width=region[0], thresh=thresh, kernel_width=kernel[0],

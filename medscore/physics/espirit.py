@@ -22,20 +22,21 @@ import torch
 
 from .mri import ifft2c
 
-__all__ = ["espirit_maps", "calibration_matrix", "map_subspace_error"]
+__all__ = ["espirit_maps", "calibration_matrix", "centre_block", "map_subspace_error"]
 
 _EIGH_ROWS = 64  # image rows per batched eigendecomposition
 
 
-def _centre(n: int, width: int) -> slice:
-    start = n // 2 - width // 2  # the block sigpy.resize crops, so a square region matches sigpy's
+def centre_block(n: int, width: int) -> slice:
+    """The ``width`` central samples of ``n``: the block sigpy's ``resize`` (so ``EspiritCalib``) crops."""
+    start = n // 2 - width // 2
     return slice(start, start + width)
 
 
 def calibration_matrix(kspace: np.ndarray, calib: tuple[int, int], kernel: tuple[int, int]) -> np.ndarray:
     """Rows: every ``kernel``-sized patch (all coils) of the centred ``calib`` region of ``kspace`` (C, H, W)."""
     c, h, w = kspace.shape
-    region = kspace[:, _centre(h, calib[0]), _centre(w, calib[1])]
+    region = kspace[:, centre_block(h, calib[0]), centre_block(w, calib[1])]
     patches = np.lib.stride_tricks.sliding_window_view(region, kernel, axis=(1, 2))  # (C, y, x, kh, kw)
     return patches.transpose(1, 2, 0, 3, 4).reshape(-1, c * kernel[0] * kernel[1])
 

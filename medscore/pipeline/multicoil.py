@@ -94,8 +94,8 @@ class CoilMaps:
             phase = torch.ones((len(maps), 1, *maps.shape[-2:]), dtype=maps.dtype)
         else:
             given = self._shared if self._shared is not None else self.file.read(sl)
-            maps = normalize_smaps(torch.from_numpy(np.ascontiguousarray(np.broadcast_to(given, y.shape),
-                                                                         dtype=np.complex64)))
+            # a copy: broadcast_to's view is read-only even where it needs no broadcasting
+            maps = normalize_smaps(torch.from_numpy(np.array(np.broadcast_to(given, y.shape), dtype=np.complex64)))
             phase = tv_image_phase(torch.from_numpy(y), maps, torch.from_numpy(mask)).to(maps.dtype)
             maps = maps * phase
         self.seconds += time.perf_counter() - t0
