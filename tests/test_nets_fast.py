@@ -200,3 +200,13 @@ def test_bf16_precision_of_a_score_network_is_close_to_fp32():
     assert out.dtype == torch.float32 and 1e-5 < rel < 3e-2, rel
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", "cpu")
+
+
+def test_auto_precision_is_bf16_on_cuda_gpus_with_bf16_only(monkeypatch):
+    """``auto``: fp32 on CPU, bf16 on a CUDA GPU that has it, fp32 on one that does not (no GPU needed: the
+    resolution only reads the device type and the GPU's capability)."""
+    assert resolve_precision("auto", "cpu") is None and resolve_precision("fp32", "cuda") is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", "cuda:0") is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "cuda") is None and resolve_precision("bf16", "cuda") is torch.bfloat16
