@@ -243,6 +243,28 @@ def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
         SamplerOptions(flips=2)
 
 
+def test_pnp_transposes_extend_the_ensemble_to_eight_orientations(mu):
+    """With ``transposes``, levels 4-7 use the four flips of the image with its axes swapped: exact for a prior
+    whose mean is symmetric under all eight (no change), and for an asymmetric one level 4 pulls towards the
+    transposed mean (H == W here)."""
+    symmetric = (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1)) / 4
+    symmetric = (symmetric + symmetric.transpose(-1, -2)) / 2
+    plain, eight = (build_sampler("pnp", flips=True, transposes=t) for t in (False, True))
+    assert [eight.orientation(i) for i in (0, 1, 4, 7, 8, 12)] == [
+        ((), False), ((-1,), False), ((), True), ((-2, -1), True), ((), False), ((), True)]
+    assert not any(plain.orientation(i)[1] for i in range(16))
+    x0, levels = torch.rand(1, 1, H, W, generator=_gen(12)), [0.5, 0.45, 0.4, 0.35]
+    sixteen = torch.linspace(0.5, 0.05, 16).tolist()
+    torch.testing.assert_close(eight(GaussianPrior(symmetric, S), x0, sixteen).x,
+                               plain(GaussianPrior(symmetric, S), x0, sixteen).x, atol=1e-6, rtol=0)
+
+    prior = GaussianPrior(mu, S)
+    x4 = eight(prior, x0, levels).x
+    s5 = 0.3
+    expected = x4 - s5**2 / (S**2 + s5**2) * (x4 - mu.transpose(-1, -2))  # level 4: transposed, not flipped
+    torch.testing.assert_close(eight(prior, x0, [*levels, s5]).x, expected, atol=1e-6, rtol=0)
+
+
 def test_the_chains_of_one_image_get_complementary_flips(mu):
     """With the flip ensemble, odd chains (rows b n + j, j odd) see their image rotated by 180 degrees: for a
     flip-symmetric prior two chains give what they give without flips; for an asymmetric one the odd rows' score

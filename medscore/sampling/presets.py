@@ -134,7 +134,8 @@ _ALD = {"n_steps_each": 3, "multiplier": 12.0}
 # Chains without a measurement projection (unconditional samples, Langevin denoising): the x12 step was
 # tuned on projected MRI/inpainting chains; without a projection the NCSNv2 rule itself is used, and
 # unconditional samples start at sigma_1 with no data, so they need many more levels (200).
-_ALD_TASKS = {"sample": {"num_levels": 200, "settings": {"multiplier": 1.0}}, "denoise": {"settings": {"multiplier": 1.0}}}
+_ALD_TASKS = {"sample": {"num_levels": 200, "settings": {"multiplier": 1.0}},
+              "denoise": {"settings": {"multiplier": 1.0}}}
 # Plug-and-play presets keep annealed Langevin for what has no measurements to project on: unconditional samples
 # and Langevin denoising (``denoise --method sampler``; the default denoiser is the one-step Tweedie estimate).
 def _ald_tasks_of_pnp(denoise_levels: int) -> dict[str, dict[str, Any]]:
@@ -144,9 +145,11 @@ _ALD_NOTE = ("annealed Langevin (Algorithm 1), x12 step on the NCSNv2 rule, warm
              "validation slab in the first release (4x MRI 30.5 dB at 100 NFE)")
 
 
-def _pnp(levels: int, samples: int = 1, start: float = 1.0, renoise: float = 0.0) -> dict[str, Any]:
-    return {"sampler": "pnp", "num_levels": levels, "samples": samples, "sigma_start": start,
-            "settings": {"renoise": renoise, "flips": True}}
+def _pnp(levels: int, samples: int = 1, start: float = 1.0, renoise: float = 0.0,
+         transposes: bool = False) -> dict[str, Any]:
+    # transposes stated either way: a task's settings are merged into the base preset's, which has them on
+    settings = {"renoise": renoise, "flips": True, "transposes": transposes}
+    return {"sampler": "pnp", "num_levels": levels, "samples": samples, "sigma_start": start, "settings": settings}
 
 
 def _inpaint(levels: int, samples: int) -> dict[str, Any]:
@@ -158,7 +161,8 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
     # 32.26 with the second chain on the complementary flips) but
     # not the sampling ones in large holes (box: 28.98 against 29.25), whose error is sampling noise, not bias.
     hole = _pnp(levels, samples, start=10.0, renoise=1.0)
-    return {"inpaint": _pnp(levels, samples), "inpaint-hole": {**hole, "settings": {"renoise": 1.0, "flips": False}}}
+    return {"inpaint": _pnp(levels, samples),
+            "inpaint-hole": {**hole, "settings": {"renoise": 1.0, "flips": False, "transposes": False}}}
 
 
 # Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
@@ -181,8 +185,14 @@ _MULTICOIL = {"fast": {**_pnp(10, 1, start=0.3), "prepass": {"num_levels": 10, "
 # the flip ensemble: 25 levels 34.54 / 32.95, 30 levels 34.93 / 33.26, 35 levels 35.24 / 33.51. ``default`` takes
 # the fewest levels that keep the previous default's quality on both: 30, 60 % of its NFE. ``fast``: 20 levels from
 # sigma 0.3 (34.05 / 32.55 against 33.32 / 31.92 from sigma 1).
-_DENSE = {"fast": _pnp(20, 1, start=0.3), "default": _pnp(30, 1, start=0.3)}
-_PNP = {"renoise": 0.0, "flips": True}
+#
+# The flip ensemble with transposes (eight orientations, ``PlugAndPlay.transposes``) on single-coil MRI, validation
+# slab, 1D 8x / 4x / Poisson 8x / 4x with k-space noise: ``default`` 27.37 / 35.67 / 41.03 / 33.82 dB with the four
+# flips, 27.56 / 35.91 / 41.22 / 33.96 with the eight orientations; ``fast`` 26.50 / 34.62 / 40.08 / 32.96 against
+# 26.69 / 34.80 / 40.42 / 33.07. Not on inpainting (70 % missing, ``default``: 31.90 against 31.50) nor with coil
+# maps (mean of the three multi-coil tasks 37.92 against 37.95: level).
+_DENSE = {"fast": _pnp(20, 1, start=0.3, transposes=True), "default": _pnp(30, 1, start=0.3, transposes=True)}
+_PNP = {"renoise": 0.0, "flips": True, "transposes": True}
 
 # Tuned with medscore.tuning on the validation slab (2 slices, 151 x 187; docs/benchmarks.md, "Tuning"). At
 # <= 20 and <= 50 NFE the deterministic plug-and-play iteration beat every sampler on MRI by 2-6 dB (4x: 33.1 dB at
@@ -192,15 +202,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("fast", "pnp", 20, _PNP, samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(6), **_inpaint(20, 1), "mri-dense": _DENSE["fast"],
                   "mri-multicoil": _MULTICOIL["fast"]},
-           note="20 NFE: plug-and-play with the flip ensemble, 20 levels from sigma 1 (MRI, scattered pixels; "
-                "sigma 0.3 on masks measuring >= 20 % of k-space; 10 + 10 in two passes with coil maps); from sigma "
-                "10 with fresh noise (large holes)"),
+           note="20 NFE: plug-and-play with the flip ensemble (with transposes on single-coil MRI), 20 levels from "
+                "sigma 1 (MRI, scattered pixels; sigma 0.3 on masks measuring >= 20 % of k-space; 10 + 10 in two "
+                "passes with coil maps); from sigma 10 with fresh noise (large holes)"),
     Preset("default", "pnp", 50, _PNP, samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL["default"],
                   "mri-dense": _DENSE["default"]},
-           note="<= 50 NFE: plug-and-play with the flip ensemble, 50 levels from sigma 1 (MRI), 30 from sigma 0.3 "
-                "(masks measuring >= 20 % of k-space); mean of 2 chains of 25 (inpainting); with coil maps, three "
-                "passes: 10 levels, 10 from sigma 0.3, then 3 chains of 10 from 0.3"),
+           note="<= 50 NFE: plug-and-play with the flip ensemble (with transposes on single-coil MRI), 50 levels "
+                "from sigma 1 (MRI), 30 from sigma 0.3 (masks measuring >= 20 % of k-space); mean of 2 chains of 25 "
+                "(inpainting); with coil maps, three passes: 10 levels, 10 from sigma 0.3, then 3 chains of 10 from "
+                "0.3"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),
