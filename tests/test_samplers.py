@@ -222,8 +222,10 @@ def test_pnp_inpainting_keeps_known_pixels_and_renoise_is_seeded(mu):
 def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
     """The flip ensemble evaluates level i's score on the image flipped by the i-th of (none, W, H, both) and
     flips it back: for a prior whose mean is flip-symmetric this is the same score, so the reconstruction is
-    unchanged; for an asymmetric one, the second level's denoiser pulls towards the left-right flipped mean."""
+    unchanged (the presets' MRI ensemble also transposes, so the mean here is symmetric under transposes too); for
+    an asymmetric one, the second level's denoiser pulls towards the left-right flipped mean."""
     symmetric = (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1)) / 4
+    symmetric = (symmetric + symmetric.transpose(-1, -2)) / 2
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     y = op.A(_complex_mean(symmetric) + S * torch.randn(1, 2, H, W, generator=_gen(9)))
@@ -270,6 +272,7 @@ def test_the_chains_of_one_image_get_complementary_flips(mu):
     flip-symmetric prior two chains give what they give without flips; for an asymmetric one the odd rows' score
     is that of the rotated mean, by chain index only (not by the image's place in the batch)."""
     symmetric = (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1)) / 4
+    symmetric = (symmetric + symmetric.transpose(-1, -2)) / 2  # the presets' MRI ensemble also transposes
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     y = op.A(_complex_mean(symmetric) + S * torch.randn(2, 2, H, W, generator=_gen(12)))
