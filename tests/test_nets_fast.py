@@ -57,6 +57,30 @@ def test_instance_norm_plus_matches_formula(spatial, cond_dim):
     torch.testing.assert_close(norm(x, cond), expect, rtol=1e-5, atol=1e-5)  # autograd path
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["plain", "channels_last"])
+def test_half_precision_instance_norm_plus_matches_formula(dtype, layout):
+    """The inference path for bf16/fp16 tensors (ATen's group norm on the centred tensor) gives the fp64 formula of
+    the same half-precision input to within its own output rounding, keeps dtype and memory layout, and stays exact
+    for a channel whose mean is 1,000 times its spread (where a one-pass variance of the uncentred tensor fails)."""
+    torch.manual_seed(0)
+    offsets = torch.randn(1, 8, 1, 1) * 3
+    offsets[0, 3] = 1000.0
+    x = (torch.randn(2, 8, 24, 20) + offsets).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    g, a, b = (torch.randn(2, 8) for _ in range(3))
+    expect = _reference_norm(x.double(), g.double(), a.double(), b.double())
+    with torch.inference_mode():
+        out = instance_norm_plus(x, g, a, b)
+    assert out.dtype == dtype
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    rounding = torch.finfo(dtype).eps  # one ulp relative at 1; the output is rounded to dtype once
+    err = (out.double() - expect).abs() / (expect.abs() + 1)
+    assert err.max() < 4 * rounding
+    assert err[:, 3].max() < 4 * rounding  # the channel at mean 1,000
+
+
 def test_instance_norm_plus_gradients():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
