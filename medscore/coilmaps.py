@@ -5,8 +5,8 @@ the smooth phase of the image can be moved into the maps without changing the fo
 applied to the real and imaginary parts expect a nearly real image: the better that phase is known, the better
 they do. Two estimates, one after the other:
 
-1. ESPIRiT from the fully sampled centre (sigpy on squares, :mod:`medscore.physics.espirit` on the rectangles of
-   1D masks) and the phase of the calibration square's low-resolution image
+1. ESPIRiT from the fully sampled centre (:mod:`medscore.physics.espirit`: the square of 2D masks, the rectangle
+   of 1D masks) and the phase of the calibration square's low-resolution image
    (:func:`medscore.physics.coils.estimate_image_maps`). A 1D mask at 8x leaves 9 central lines, so this phase
    has the resolution of a 9 x 9 block and the Gibbs ringing of its edges;
 2. the phase of a short TV-CS reconstruction with those maps, low-passed (:func:`refine_image_phase`): an

@@ -3,7 +3,7 @@
     python scripts/bench_coil_maps.py --tasks mc-1d-8x mc-1d-4x mc-poisson-vd-8x --preset fast
 
 The maps, each the same for both methods:
-  square       ESPIRiT from the fully sampled centre *square* only (sigpy; what medscore used until run 11 of
+  square       ESPIRiT from the fully sampled centre *square* only (what medscore used until run 11 of
                docs/benchmarks.md), with the phase refined as below;
   calibration  ESPIRiT with the phase of the calibration region's image (medscore.physics.estimate_image_maps);
   refined      what medscore uses: that phase refined by a short TV-CS reconstruction (medscore.coilmaps);

@@ -374,16 +374,6 @@ def test_bad_inputs_one_line_and_nothing_written(acq, bad, tmp_path, runner, cas
     assert _files(bad["root"]) == before  # no temp file left beside the inputs either
 
 
-def test_missing_sigpy_is_one_line_before_the_solver_runs(acq, tmp_path, runner, monkeypatch):
-    import importlib.util
-
-    find = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sigpy" else find(name, *a))
-    line = one_error_line(_run(runner, "reconstruct", acq["h5"], "-o", tmp_path / "o" / "r.nii.gz", *_quick(acq)))
-    assert "pip install sigpy" in line and "--smaps" in line
-    assert not (tmp_path / "o").exists() or _files(tmp_path / "o") == []
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # fastMRI metric convention
 

@@ -9,7 +9,7 @@ noise is added. Every random draw comes from one ``numpy.random.Generator`` buil
 Coil maps are ``sigpy.mri.birdcage_maps`` (coils on a circle of radius ``coil_radius`` in units of the
 half field of view, sensitivity ``~ 1 / distance`` with the phase of a rotating field, normalised to
 ``sum_k |S_k|^2 = 1``): the maintained simulator of sigpy's own ESPIRiT/SENSE examples; sigpy is needed
-here as it is for ESPIRiT (``pip install "medscore[mri]"``). The radius defaults to 1.2, not sigpy's 1.5:
+here as it is for poisson-vd masks (``pip install "medscore[mri]"``). The radius defaults to 1.2, not sigpy's 1.5:
 head-array elements sit on the scalp, and at 1.5 the maps are so smooth that 16 coils encode no more
 than 8 (SENSE-CG on a 128 x 128 brain slice, 1D random 4x: 27.5 vs 27.7 dB at 1.5; 29.3 vs 30.4 dB at 1.2).
 """

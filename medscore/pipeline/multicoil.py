@@ -13,7 +13,6 @@ Outputs are written by :func:`.fastmri.write_kspace_outputs`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import time
 import warnings
 from pathlib import Path
@@ -48,7 +47,7 @@ class CoilMaps:
     the image is then the coil combination whose magnitude fastMRI's root-sum-of-squares references measure).
 
     ``file`` None: estimated slice by slice by ESPIRiT from the measured k-space of the batch, as the benchmark
-    does (:func:`medscore.coilmaps.estimate_reconstruction_maps`: sigpy, not cropped, the image's smooth phase
+    does (:func:`medscore.coilmaps.estimate_reconstruction_maps`: ESPIRiT, not cropped, the image's smooth phase
     from a short TV-CS reconstruction moved into the maps, so the image to reconstruct is nearly real); else read
     from the file, (S, C, H, W) or (C, H, W)."""
 
@@ -60,8 +59,7 @@ class CoilMaps:
     @property
     def source(self) -> str:
         if self.file is None:
-            return ("estimated per slice by ESPIRiT from the fully sampled centre (sigpy on a square, medscore's own "
-                    "on a rectangle)")
+            return "estimated per slice by ESPIRiT from the fully sampled centre rectangle (medscore.physics.espirit)"
         return f"file {self.file.path.name}" if self.file.path.suffix else "array"
 
     def check(self, sl: slice) -> None:
@@ -70,11 +68,9 @@ class CoilMaps:
             self.file.read(sl)
 
     def check_estimable(self, mask: np.ndarray) -> None:
-        """Before any compute: sigpy is installed and the fully sampled centre is large enough for ESPIRiT."""
+        """Before any compute: the fully sampled centre is large enough for ESPIRiT."""
         if self.file is not None:
             return
-        if importlib.util.find_spec("sigpy") is None:
-            raise InputError("estimating coil maps needs sigpy (pip install sigpy); or pass the maps with --smaps")
         from ..physics.coils import calibration_width
 
         calibration_width(mask)
