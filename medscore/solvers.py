@@ -221,8 +221,8 @@ def inpaint(model: ScoreModel, image: Tensor, mask: Tensor, opts: SamplerOptions
             consistency: Literal["noisy", "hard"] = "noisy", callback: LevelCallback | None = None) -> SolverResult:
     """Fill the pixels where ``mask`` ((H, W) or per image (B, 1, H, W)) is 0; known pixels are kept.
 
-    The warm start fills unknown pixels with the mean of the known ones, plus noise at the preset's
-    ``sigma_start``. This is ``medscore.tasks.get_task("inpaint").solve``.
+    The warm start fills unknown pixels with the mean of the known ones (large holes: by biharmonic inpainting),
+    plus noise at the preset's ``sigma_start``. This is ``medscore.tasks.get_task("inpaint").solve``.
     """
     from .tasks import get_task
 

@@ -154,15 +154,17 @@ def _pnp(levels: int, samples: int = 1, start: float = 1.0, renoise: float = 0.0
 
 def _inpaint(levels: int, samples: int) -> dict[str, Any]:
     # Scattered missing pixels: deterministic plug-and-play from sigma 1 (validation, 70 % missing: 31.6 dB at 20
-    # NFE against 27.7 for ald). Large holes (``inpaint-hole``: a hole radius above 8 px) need a chain that samples:
-    # plug-and-play with fresh noise at every level, started at sigma 10 (central box: 28.6 dB at 20 NFE, where
-    # deterministic plug-and-play stalls at 19 dB and ald with the x12 step diverges).
-    # The flip ensemble helps the deterministic chains (70 % missing: 32.11 against 31.63 dB at 2 x 25 levels;
-    # 32.26 with the second chain on the complementary flips) but
-    # not the sampling ones in large holes (box: 28.98 against 29.25), whose error is sampling noise, not bias.
-    hole = _pnp(levels, samples, start=10.0, renoise=1.0)
-    return {"inpaint": _pnp(levels, samples),
-            "inpaint-hole": {**hole, "settings": {"renoise": 1.0, "flips": False, "transposes": False}}}
+    # NFE against 27.7 for ald). The flip ensemble helps the deterministic chains (70 % missing: 32.11 against 31.63
+    # dB at 2 x 25 levels; 32.26 with the second chain on the complementary flips).
+    # Large holes (``inpaint-hole``: a hole radius above 8 px) start from the biharmonic fill (``InpaintTask``) at
+    # sigma 0.5 with half the fresh noise at every level. Central box, mean of the 2 validation slices x 3 chain seeds
+    # / the real EPI's validation slice x 3 seeds (biharmonic 28.03 / 31.65 dB): 20 levels 29.48 / 31.74 dB, where
+    # the previous hole preset (from sigma 10 on the mean fill, all fresh noise, no flips) gave 28.52 / 29.26 and fell
+    # to 19 dB on 4 of 10 test slices (a wrong structure sampled into the hole); from sigma 1, 2 or 0.3: 29.56 /
+    # 31.21, 29.52 / -, 29.17 / 31.90; fresh noise 0.3 / 0.7 from sigma 1: 26.86 / 28.52 on validation; from the
+    # mean fill: 25.10. 2 chains of 25: 29.62 / 31.75 (the previous 29.16 / 28.77).
+    hole = _pnp(levels, samples, start=0.5, renoise=0.5)
+    return {"inpaint": _pnp(levels, samples), "inpaint-hole": hole}
 
 
 # Multi-coil data (coil maps, noisy k-space: the proximal data step by CG), validation slab, mean of 8-coil 1D 4x,
@@ -204,7 +206,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                   "mri-multicoil": _MULTICOIL["fast"]},
            note="20 NFE: plug-and-play with the flip ensemble (with transposes on single-coil MRI), 20 levels from "
                 "sigma 1 (MRI, scattered pixels; sigma 0.3 on masks measuring >= 20 % of k-space; 10 + 10 in two "
-                "passes with coil maps); from sigma 10 with fresh noise (large holes)"),
+                "passes with coil maps); from the biharmonic fill at sigma 0.5 with half fresh noise (large holes)"),
     Preset("default", "pnp", 50, _PNP, samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL["default"],
                   "mri-dense": _DENSE["default"]},

@@ -1,8 +1,8 @@
 """Inpainting: fill the pixels where a 0/1 mask is 0; known pixels are kept.
 
 Consistency replaces known pixels by ``y + sigma z`` on noisy iterates and by ``y`` on denoised
-estimates; the warm start fills unknown pixels with the mean of the known ones, plus noise at the
-preset's ``sigma_start``.
+estimates; the warm start fills unknown pixels with the mean of the known ones (scattered pixels) or by
+biharmonic inpainting (large holes), plus noise at the preset's ``sigma_start``.
 """
 
 from __future__ import annotations
@@ -46,9 +46,19 @@ class InpaintTask(Task):
         """``y = m x`` with ``mask`` (H, W) or per image (B, 1, H, W), 1 = known pixel."""
         return Inpainting(mask)
 
-    def warm_start(self, op: Inpainting, y: Tensor) -> Tensor:
-        """The known pixels, the unknown ones filled with the mean of the known ones of their image."""
+    def warm_start(self, op: Inpainting, y: Tensor, *, hole: bool = False) -> Tensor:
+        """The known pixels, the unknown ones filled with the mean of the known ones of their image, or with ``hole``
+        by scikit-image's biharmonic inpainting: the best classical fill of a large hole, from which the hole
+        presets start at a moderate level (validation: 20 levels from sigma 0.5 gained 1.0 dB over 20 from sigma 10
+        on a mean-filled central box; from the mean fill the same chain lost 4 dB). For scattered pixels the mean
+        fill stays: from the biharmonic one the deterministic chain lost 0.7 dB (70 % missing)."""
         m = op.A(torch.ones_like(y))
+        if hole:
+            from ..baselines import inpaint_biharmonic
+
+            filled = [inpaint_biharmonic(y[i, c].cpu().numpy(), m[i, c].cpu().numpy())
+                      for i in range(y.shape[0]) for c in range(y.shape[1])]
+            return torch.as_tensor(np.stack(filled), dtype=y.dtype, device=y.device).view_as(y)
         fill = (y.sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1))
         return y + (1 - m) * fill
 
@@ -65,8 +75,9 @@ class InpaintTask(Task):
         """Fill the pixels of ``image`` (B, 1, H, W) where ``mask`` is 0: see :func:`medscore.solvers.inpaint`."""
         op = self.operator(mask)
         y = op.A(image)
-        return solve(model, self.warm_start(op, y), opts, self.preset_key(mask), self.guidance(op, y, mode=consistency),
-                     start=WARM_START, callback=callback)
+        key = self.preset_key(mask)
+        return solve(model, self.warm_start(op, y, hole=key.endswith("-hole")), opts, key,
+                     self.guidance(op, y, mode=consistency), start=WARM_START, callback=callback)
 
     def preset_key(self, mask: Any) -> str:
         """``inpaint-hole`` when a hole of the batch is large (radius > ``HOLE_RADIUS`` px: far from every known
