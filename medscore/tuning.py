@@ -67,13 +67,14 @@ class Trial:
 
 def default_candidates() -> list[Candidate]:
     """The grid at <= 20 and <= 50 NFE: deterministic plug-and-play started at sigma 0.3, 1 or 3 (MRI and scattered
-    missing pixels), plug-and-play with fresh noise from sigma 10 (large holes), and annealed Langevin (x12 step,
+    missing pixels), plug-and-play with half fresh noise from sigma 0.5 or 1 on the biharmonic fill (large holes), and
+    annealed Langevin (x12 step,
     warm start 0.3) as the reference; DDIM and predictor-corrector lost to both in the previous grid
     (docs/benchmarks.md, "Tuning")."""
     pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (30, 1, 0.3), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
     out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "mri-dense", "inpaint")) for lv, n, start in pnp]
-    out += [Candidate("pnp", lv, n, start, (("renoise", 1.0),), ("inpaint-hole",))
-            for lv, n, start in ((20, 1, 10.0), (25, 2, 10.0), (50, 1, 10.0))]
+    out += [Candidate("pnp", lv, n, start, (("renoise", 0.5), ("flips", True)), ("inpaint-hole",))
+            for lv, n, start in ((20, 1, 0.5), (20, 1, 1.0), (25, 2, 0.5), (50, 1, 0.5))]
     out += [Candidate("ald", lv, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)), ("mri", "mri-dense"))
             for lv in (6, 16)]
     return [c for c in out if c.nfe() <= max(BUDGETS.values())]
