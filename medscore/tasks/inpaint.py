@@ -56,9 +56,10 @@ class InpaintTask(Task):
         if hole:
             from ..baselines import inpaint_biharmonic
 
-            filled = [inpaint_biharmonic(y[i, c].cpu().numpy(), m[i, c].cpu().numpy())
-                      for i in range(y.shape[0]) for c in range(y.shape[1])]
-            return torch.as_tensor(np.stack(filled), dtype=y.dtype, device=y.device).view_as(y)
+            shape = (-1, *y.shape[-2:])
+            planes = zip(y.detach().cpu().reshape(shape).numpy(), m.cpu().reshape(shape).numpy())
+            filled = np.stack([inpaint_biharmonic(plane, known) for plane, known in planes])  # per 2D plane
+            return torch.as_tensor(filled, dtype=y.dtype, device=y.device).view_as(y)
         fill = (y.sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1))
         return y + (1 - m) * fill
 
