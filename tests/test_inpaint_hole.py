@@ -37,11 +37,16 @@ def test_hole_warm_start_is_the_biharmonic_fill_and_keeps_known_pixels() -> None
     assert float((task.warm_start(op, y) - plane)[~known].abs().mean()) > 0.02  # the mean fill misses the slope
 
 
-def test_scattered_pixels_keep_the_mean_fill() -> None:
+def test_regimes_scattered_pixels_against_holes_and_bands() -> None:
+    """Random pixels (70 % missing) are scattered; a band of 10 missing rows, 90 % missing pixels and a box are holes."""
     g = torch.Generator().manual_seed(0)
-    mask = (torch.rand(1, 1, 32, 32, generator=g) > 0.5).float()
     task = InpaintTask()
-    assert task.preset_key(mask) == "inpaint"
+    assert task.preset_key((torch.rand(1, 1, 151, 187, generator=g) >= 0.7).float()) == "inpaint"
+    assert task.preset_key((torch.rand(1, 1, 151, 187, generator=g) >= 0.9).float()) == "inpaint-hole"
+    band = torch.ones(1, 1, 64, 64)
+    band[..., 27:37, :] = 0
+    assert task.preset_key(band) == "inpaint-hole"
+    assert task.preset_key(_box_mask(64, 64, 20)) == "inpaint-hole"
 
 
 def test_bundled_prior_fills_a_central_box_no_worse_than_biharmonic() -> None:

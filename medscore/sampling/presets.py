@@ -156,7 +156,7 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
     # Scattered missing pixels: deterministic plug-and-play from sigma 1 (validation, 70 % missing: 31.6 dB at 20
     # NFE against 27.7 for ald). The flip ensemble helps the deterministic chains (70 % missing: 32.11 against 31.63
     # dB at 2 x 25 levels; 32.26 with the second chain on the complementary flips).
-    # Large holes (``inpaint-hole``: a hole radius above 8 px) start from the biharmonic fill (``InpaintTask``) at
+    # Large holes (``inpaint-hole``: a hole radius above 4.5 px) start from the biharmonic fill (``InpaintTask``) at
     # sigma 0.5 with half the fresh noise at every level. Central box, mean of the 2 validation slices x 3 chain seeds
     # / the real EPI's validation slice x 3 seeds (biharmonic 28.03 / 31.65 dB): 20 levels 29.48 / 31.74 dB, where
     # the previous hole preset (from sigma 10 on the mean fill, all fresh noise, no flips) gave 28.52 / 29.26 and fell

@@ -26,8 +26,15 @@ __all__ = ["InpaintTask"]
 
 Consistency = Literal["noisy", "hard"]
 # Holes wider than this (in pixels, from their farthest pixel to the nearest known one) use the presets'
-# ``inpaint-hole`` settings: 70 % random missing pixels reach radius 3, a central box of 30 % of the side 23.
-HOLE_RADIUS = 8.0
+# ``inpaint-hole`` settings and the biharmonic warm start. 70 % random missing pixels reach radius 3-3.6, 80 % 4-5,
+# 90 % 6-8, a band of w missing rows w / 2, the benchmark's central box 23. Validation slab and the EPI's validation
+# slice (``fast``, scattered-pixel settings against hole settings): bands of 10 / 16 rows 26.3 / 21.9 against 28.5 /
+# 24.7 dB (EPI 21.2 / 16.6 against 27.0 / 24.4); random pixels, 70 % 31.44 against 31.05 (EPI 26.09 / 26.28), 80 %
+# 29.45 / 29.29 (24.36 / 24.43), 90 % 22.75 / 25.69 (22.28 / 22.44). Radii are square roots of integers; at 4.5,
+# bands of 9 or more rows (radius 5) and 90 % missing pixels are holes, 70 % missing pixels never are (radius 4.47
+# needs ~63 missing pixels in a disc: 0.7^63 ~ 2e-10 per pixel), and 80 % rarely (either setting is level there).
+# The threshold was 8 until 2026-11-30.
+HOLE_RADIUS = 4.5
 
 
 @register_task
