@@ -1,4 +1,4 @@
-"""Large holes: the inpainting task starts from the biharmonic fill and the hole presets; scattered pixels from the mean."""
+"""Large holes: inpainting starts from the biharmonic fill with the hole presets; scattered pixels from the mean."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_hole_warm_start_is_the_biharmonic_fill_and_keeps_known_pixels() -> None
 
 
 def test_regimes_scattered_pixels_against_holes_and_bands() -> None:
-    """Random pixels (70 % missing) are scattered; a band of 10 missing rows, 90 % missing pixels and a box are holes."""
+    """Random pixels (70 % missing) are scattered; a band of 10 missing rows, 90 % missing and a box are holes."""
     g = torch.Generator().manual_seed(0)
     task = InpaintTask()
     assert task.preset_key((torch.rand(1, 1, 151, 187, generator=g) >= 0.7).float()) == "inpaint"
