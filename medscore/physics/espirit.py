@@ -4,11 +4,11 @@ Why medscore has its own: sigpy's ``EspiritCalib`` (which :func:`medscore.physic
 regions until 2026-11-30) takes one width for the calibration region and for the kernel on every axis. 1D
 undersampling measures a few central phase-encode lines across the whole readout, so its fully sampled region is a
 rectangle: at 1D 8x on 187 columns, 9 lines by 151 rows. The 9 x 9 square leaves 49 calibration rows for 72 kernel
-unknowns (8 coils, 3 x 3 kernels); 24 rows of readout (BART's default calibration size) with a 6 x 3 kernel halve the maps' error
-inside the head (validation slab: 0.031 -> 0.014, :func:`map_subspace_error`) and raised medscore's 1D 8x PSNR by
-1 dB (docs/benchmarks.md). On a square region this module gives sigpy's maps where sigpy's power iterations
-converge (tests/test_espirit.py), and at fastMRI knee size (15 coils, 640 x 368) better ones 7x faster, so it now
-serves squares too.
+unknowns (8 coils, 3 x 3 kernels); 24 rows of readout (BART's default calibration size) with a 6 x 3 kernel halve
+the maps' error inside the head (validation slab: 0.031 -> 0.014, :func:`map_subspace_error`) and raised medscore's
+1D 8x PSNR by 1 dB (docs/benchmarks.md). On a square region this module gives sigpy's maps where sigpy's power
+iterations converge (tests/test_espirit.py), and at fastMRI knee size (15 coils, 640 x 368) better ones 7x faster,
+so it now serves squares too.
 
 Steps: the calibration matrix (every kernel-sized patch of every coil, one row each), its singular vectors above
 ``thresh`` times the largest singular value (the kernels the data obey), and per pixel the C x C Gram matrix of
