@@ -134,9 +134,7 @@ def estimate_smaps(
                    for side in region)
     if not all(kk < side <= n for kk, side, n in zip(kernel, region, k.shape[1:])):
         raise InputError(f"calib {region} must exceed the kernel {kernel} and fit k-space {k.shape}")
-    # scale to unit maximum: ESPIRiT's threshold is relative, but float32 SVDs behave better on O(1) data
-    scale = float(np.abs(k).max()) or 1.0
-    return espirit_maps(k / scale, region, kernel, thresh=thresh, crop=crop)  # type: ignore[arg-type]
+    return espirit_maps(k, region, kernel, thresh=thresh, crop=crop)  # scales k to unit maximum itself
 
 
 def estimate_smaps_volume(kspace: np.ndarray, calib: int | None = None, *, image_phase: bool = False,
