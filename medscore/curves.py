@@ -16,13 +16,16 @@ __all__ = ["CURVE_BUDGETS", "nfe_curves", "plot_curves"]
 
 Point = tuple[int, float, float]  # (NFE per slice, PSNR, SSIM)
 
-# One chain per point; ``num_levels`` sets the cost (ald: 3 steps per level, pc: 1 corrector; pnp: deterministic).
+# One chain per point; ``num_levels`` sets the cost (ald: 3 steps per level, pc: 1 corrector; pnp: deterministic,
+# without and with the ``fast`` preset's momentum).
 CURVE_BUDGETS: dict[str, list[SamplerOptions]] = {
     "ddim": [SamplerOptions(preset="fast", sampler="ddim", eta=1.0, num_levels=n, samples=1) for n in (10, 20, 50)],
     "pc": [SamplerOptions(preset="fast", sampler="pc", num_levels=n, samples=1) for n in (10, 25)],
     "ald": [SamplerOptions(preset="ald-fast", num_levels=n, samples=1) for n in (6, 16, 33)],
-    "pnp": [SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, sigma_start=1.0, num_levels=n, samples=1)
-            for n in (10, 20, 50)],
+    "pnp": [SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, momentum=0.0, sigma_start=1.0, num_levels=n,
+                           samples=1) for n in (10, 20, 50)],
+    "pnp-momentum": [SamplerOptions(preset="fast", sampler="pnp", renoise=0.0, momentum=0.6, sigma_start=1.0,
+                                    num_levels=n, samples=1) for n in (10, 20, 50)],
 }
 
 
@@ -69,7 +72,9 @@ def plot_curves(curves: dict[str, list[Point]], baselines: dict[str, float], pat
     for (name, val), c in zip(baselines.items(), ["gray", "brown", "purple"]):
         d.line([pad, py(val), w - pad, py(val)], fill=c)
         d.text((w - pad - 150, py(val) - 12), name, fill=c)
-    for k, ((name, ps), c) in enumerate(zip(curves.items(), ["red", "blue", "green", "orange"])):
+    palette = ["red", "blue", "green", "orange", "magenta", "teal", "black"]
+    for k, (name, ps) in enumerate(curves.items()):
+        c = palette[k % len(palette)]
         line = [(px(np.log10(n)), py(v)) for n, v, _ in sorted(ps)]
         d.line(line, fill=c, width=2)
         for x, y in line:

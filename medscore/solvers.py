@@ -35,7 +35,7 @@ LevelCallback = Callable[[int, int], None]
 # Warm-start level of MRI and inpainting when a preset names none, on the [0, 1] intensity scale: tuned
 # on the validation slab (0.3 matched or beat 1.0 and beat 0.1 with the bundled prior).
 WARM_START = 0.3
-_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector", "renoise", "flips")
+_SAMPLER_SETTINGS = ("n_steps_each", "eps", "multiplier", "eta", "snr", "n_corrector", "renoise", "flips", "momentum")
 
 
 @dataclass
@@ -62,8 +62,8 @@ class SamplerOptions:
 
     ``sampler`` replaces the preset's sampler (its settings then start from that sampler's defaults);
     ``n_steps_each``/``eps``/``multiplier`` (ald), ``eta`` (ddim), ``snr``/``n_corrector`` (pc),
-    ``renoise``/``flips`` (pnp) override the sampler's settings; ``sigma_start`` the warm-start level (``0`` is not
-    allowed, use a small level), ``sigma_end`` the last level. ``precision`` is the score network's arithmetic
+    ``renoise``/``flips``/``momentum`` (pnp) override the sampler's settings; ``sigma_start`` the warm-start level
+    (``0`` is not allowed, use a small level), ``sigma_end`` the last level. ``precision`` is the score network's arithmetic
     (``auto``: bf16 on CUDA, fp32 on CPU; ``bf16`` asks for it on CPUs with native bf16, where a network evaluation
     is about 1.6x faster). ``seed`` seeds one generator for the whole batch; ``slice_seeds`` (one per image of the
     batch) gives every image its own stream, so results do not depend on how slices are batched.
@@ -80,6 +80,7 @@ class SamplerOptions:
     n_corrector: int | None = None
     renoise: float | None = None
     flips: bool | None = None
+    momentum: float | None = None
     sigma_start: float | None = None
     sigma_end: float | None = None
     samples: int | None = None  # None: the preset's
@@ -93,7 +94,7 @@ class SamplerOptions:
         check_sampler_overrides(samples=self.samples, num_levels=self.num_levels, n_steps_each=self.n_steps_each,
                                 eps=self.eps, multiplier=self.multiplier, sigma_start=self.sigma_start,
                                 sigma_end=self.sigma_end, snr=self.snr, eta=self.eta, n_corrector=self.n_corrector,
-                                renoise=self.renoise, flips=self.flips,
+                                renoise=self.renoise, flips=self.flips, momentum=self.momentum,
                                 seed=self.seed)
         check_choice("precision", self.precision, PRECISIONS)
 

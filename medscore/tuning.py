@@ -67,13 +67,18 @@ class Trial:
 
 def default_candidates() -> list[Candidate]:
     """The grid at <= 20 and <= 50 NFE: deterministic plug-and-play started at sigma 0.3, 1 or 3 (MRI and scattered
-    missing pixels), plug-and-play with half fresh noise from sigma 0.5 or 1 on the biharmonic fill (large holes), and
-    annealed Langevin (x12 step,
-    warm start 0.3) as the reference; DDIM and predictor-corrector lost to both in the previous grid
-    (docs/benchmarks.md, "Tuning")."""
+    missing pixels), on MRI also with momentum 0.3, 0.45 or 0.6, plug-and-play with half fresh noise from sigma 0.5
+    or 1 on the biharmonic fill (large holes), and annealed Langevin (x12 step, warm start 0.3) as the reference;
+    DDIM and predictor-corrector lost to both in the previous grid (docs/benchmarks.md, "Tuning"); momentum lost on
+    inpainting ("Momentum")."""
     pnp = [(20, 1, 1.0), (20, 1, 0.3), (20, 1, 3.0), (30, 1, 0.3), (50, 1, 1.0), (50, 1, 0.3), (25, 2, 1.0)]
-    out = [Candidate("pnp", lv, n, start, (("renoise", 0.0),), ("mri", "mri-dense", "inpaint")) for lv, n, start in pnp]
-    out += [Candidate("pnp", lv, n, start, (("renoise", 0.5), ("flips", True)), ("inpaint-hole",))
+    # every setting stated: a candidate is the "fast" preset with these overrides, whose MRI keys have momentum
+    out = [Candidate("pnp", lv, n, start, (("renoise", 0.0), ("momentum", 0.0)), ("mri", "mri-dense", "inpaint"))
+           for lv, n, start in pnp]
+    out += [Candidate("pnp", lv, 1, start, (("renoise", 0.0), ("momentum", m)), ("mri", "mri-dense"))
+            for lv, start in ((20, 1.0), (20, 0.3), (30, 0.3), (50, 1.0)) for m in (0.3, 0.45, 0.6)]
+    out += [Candidate("pnp", lv, n, start, (("renoise", 0.5), ("flips", True), ("momentum", 0.0)),
+                      ("inpaint-hole",))
             for lv, n, start in ((20, 1, 0.5), (20, 1, 1.0), (25, 2, 0.5), (50, 1, 0.5))]
     out += [Candidate("ald", lv, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)), ("mri", "mri-dense"))
             for lv in (6, 16)]

@@ -103,6 +103,8 @@ def check_sampler_overrides(prefix: str = "", **overrides: Any) -> None:
             check_positive(name, value)
         elif key in ("eta", "renoise"):
             check_positive(name, value, allow_zero=True)
+        elif key == "momentum" and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise InputError(f"{name} must be in [0, 1), got {value!r}")
         elif key == "samples":
             check_samples(name, value)
         elif key == "flips" and not isinstance(value, (bool, np.bool_)):

@@ -219,6 +219,38 @@ def test_pnp_inpainting_keeps_known_pixels_and_renoise_is_seeded(mu):
         build_sampler("pnp", renoise=1.5)
 
 
+def test_pnp_momentum_keeps_the_fixed_point_and_reaches_it_in_fewer_levels(mu):
+    """Heavy-ball momentum on the plug-and-play iteration. At a constant level sigma the Gaussian prior's denoiser
+    shrinks every unknown pixel's distance to the prior mean by a = s^2 / (s^2 + sigma^2) (here 0.9), and the
+    projection keeps the known pixels, so the fixed point is the posterior mean (known pixels, mu elsewhere). With
+    momentum b the error obeys e' = a ((1 + b) e - b e_prev): the fixed point is the same, and for b = 0.5 the
+    slowest rate is 0.75 (a root of r^2 - a (1 + b) r + a b) instead of 0.9, so 12 levels leave about
+    (0.75 / 0.9)^12 ~ 0.11 of the plain iteration's error."""
+    from medscore.physics import DataConsistency, Inpainting
+
+    g = _gen(12)
+    x = mu + S * torch.randn(1, 1, H, W, generator=g)
+    mask = (torch.rand(H, W, generator=g) > 0.5).float()
+    op = Inpainting(mask)
+    y = op.A(x)
+    post = y + (1 - mask) * mu
+    x0 = op.A_adjoint(y) + (1 - mask) * torch.randn(1, 1, H, W, generator=g)  # far from the fixed point
+    prior, sigma = GaussianPrior(mu, S), S / 3.0
+
+    def error(momentum: float, levels: int) -> float:
+        sampler = build_sampler("pnp", momentum=momentum)
+        out = sampler(prior, x0, [sigma] * levels, guidance=DataConsistency(op, y)).x
+        assert torch.equal(out[mask.bool().expand_as(out)], y[mask.bool().expand_as(y)])  # known pixels kept
+        return _rms(out - post)
+
+    plain, heavy = error(0.0, 12), error(0.5, 12)
+    assert heavy < 0.25 * plain, (heavy, plain)
+    assert error(0.5, 200) < 1e-5 and error(0.0, 200) < 1e-5  # the same fixed point
+    assert error(0.0, 1) == error(0.5, 1)  # the first level has no previous move to follow
+    with pytest.raises(ValueError, match="momentum"):
+        build_sampler("pnp", momentum=1.0)
+
+
 def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
     """The flip ensemble evaluates level i's score on the image flipped by the i-th of (none, W, H, both) and
     flips it back: for a prior whose mean is flip-symmetric this is the same score, so the reconstruction is

@@ -21,6 +21,8 @@ SamplerOpt = Annotated[Optional[str], typer.Option(help="override the preset's s
 EtaOpt = Annotated[Optional[float], typer.Option(help="ddim: share of fresh noise per step, 0 (deterministic) to 1")]
 SnrOpt = Annotated[Optional[float], typer.Option(help="pc: signal-to-noise ratio of the Langevin corrector steps")]
 RenoiseOpt = Annotated[Optional[float], typer.Option(help="pnp: fresh noise re-injected per level, 0 (deterministic) to 1")]
+MomentumOpt = Annotated[Optional[float], typer.Option(help="pnp: heavy-ball over-relaxation of the iteration, 0 (none) "
+                                                           "to < 1; default: the preset's")]
 FlipsOpt = Annotated[Optional[bool], typer.Option("--flips/--no-flips", help="pnp: periodic flip ensemble (no extra NFE); "
                                                                               "default: the preset's")]
 AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxel order)")]
@@ -53,7 +55,8 @@ def _progress(description: str) -> Iterator:
 
 def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, sigma_start: float | None,
           sampler: str | None = None, eta: float | None = None, snr: float | None = None,
-          renoise: float | None = None, flips: bool | None = None, precision: str = "auto"):
+          renoise: float | None = None, flips: bool | None = None, precision: str = "auto",
+          momentum: float | None = None):
     from ..solvers import SamplerOptions
     from ..errors import InputError
     from ..sampling import PRESETS
@@ -68,12 +71,13 @@ def _opts(preset: str, samples: int, seed: int, step_multiplier: float | None, s
         if value is not None:
             check_positive(name, value)
     opts = SamplerOptions(preset=preset, samples=samples, seed=seed, multiplier=step_multiplier, sigma_start=sigma_start,
-                          sampler=sampler, eta=eta, snr=snr, renoise=renoise, flips=flips, precision=precision)
+                          sampler=sampler, eta=eta, snr=snr, renoise=renoise, flips=flips, precision=precision,
+                          momentum=momentum)
     try:
         opts.resolve().build()  # unknown sampler, a setting the sampler lacks, eta outside [0, 1]: one line now
     except ValueError as exc:
         msg = str(exc)
-        for name in ("eta", "snr", "renoise"):
+        for name in ("eta", "snr", "renoise", "momentum"):
             msg = msg.replace(f"{name} ", f"--{name} ")
         raise InputError(msg) from None
     return opts
@@ -86,6 +90,7 @@ def reconstruct_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    momentum: MomentumOpt = None,
     precision: PrecisionOpt = "auto",
     smaps: Annotated[Optional[Path], typer.Option(
         help="multi-coil k-space: coil maps .npy/.h5, (S, C, H, W) or (C, H, W); default: estimated by ESPIRiT "
@@ -101,7 +106,8 @@ def reconstruct_command(
         from ..tasks import get_task
 
         task = get_task("mri")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision,
+                     momentum)
         is_kspace = is_kspace_file(scan)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size, kspace=is_kspace)
         with _progress(task.progress_label) as progress:
@@ -127,6 +133,7 @@ def inpaint_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sigma_start: StartOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    momentum: MomentumOpt = None,
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
@@ -136,7 +143,8 @@ def inpaint_command(
         from ..validation import check_mask_or_missing
 
         task = get_task("inpaint")
-        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision)
+        opts = _opts(preset, samples, seed, step_multiplier, sigma_start, sampler, eta, snr, renoise, flips, precision,
+                     momentum)
         check_mask_or_missing(mask, missing)
         preflight(scan, out, task.output_suffix, axis=axis, batch_size=batch_size)
         with _progress(task.progress_label) as progress:
@@ -156,6 +164,7 @@ def denoise_command(
     axis: AxisOpt = 2, batch_size: BatchOpt = "auto", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, series: SeriesOpt = None,
     sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    momentum: MomentumOpt = None,
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
@@ -169,7 +178,8 @@ def denoise_command(
             raise InputError(f"--method must be tweedie or sampler, got {method!r}")
         from ..validation import check_positive
 
-        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision)
+        opts = _opts(preset, samples, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision,
+                     momentum)
         for name, value in (("--noise-std", noise_std), ("--add-noise", add_noise)):
             if value is not None:
                 check_positive(name, value)
@@ -187,6 +197,7 @@ def sample_command(
     size: Annotated[int, typer.Option(help="image size in pixels (square)")] = 64,
     model: ModelOpt = None, preset: PresetOpt = "default", device: DeviceOpt = "auto", seed: SeedOpt = 0,
     step_multiplier: StepOpt = None, sampler: SamplerOpt = None, eta: EtaOpt = None, snr: SnrOpt = None, renoise: RenoiseOpt = None, flips: FlipsOpt = None,
+    momentum: MomentumOpt = None,
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Draw unconditional samples from the prior with annealed Langevin dynamics (Algorithm 1)."""
@@ -194,6 +205,7 @@ def sample_command(
         from ..api import sample_to_files
 
         with _progress("sampling") as progress:
-            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=_opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision),
+            opts = _opts(preset, 1, seed, step_multiplier, None, sampler, eta, snr, renoise, flips, precision, momentum)
+            paths, nfe = sample_to_files(n, out, size=size, model=model, opts=opts,
                                          device=device, progress=progress)
         console.print(f"{n} samples, {nfe} NFE each: {paths[0]} and {paths[1]}")

@@ -29,6 +29,13 @@ in-plane axes swapped. The prior never saw transposed images, but on the validat
 beat the four on every MRI task (1D 8x / 4x / Poisson 8x at ``default``: +0.19 / +0.24 / +0.19 dB), as they did for
 the Tweedie denoiser (docs/benchmarks.md).
 
+``momentum`` is heavy-ball over-relaxation of that fixed-point iteration (as in accelerated proximal gradient and
+its plug-and-play forms, e.g. PnP-FISTA): from the second level on, the denoiser sees the last estimate pushed on
+along its last move, ``x_i + momentum (x_i - x_{i-1})`` (``x_{-1}`` the warm start), plus any fresh noise. A fixed
+point is unchanged (there ``x_i = x_{i-1}``); the iteration gets there in fewer levels, which is what a 20-level
+chain lacks: on the validation slab and the real EPI's validation slice, 1D 8x at 20 levels rose from 26.14 / 22.36
+dB to 26.76 / 24.13 with ``momentum = 0.6`` (docs/benchmarks.md, "Momentum"). It costs no NFE.
+
 Averaging several chains (``samples``) helps a little (they differ by the warm-start noise), but with
 ``renoise = 0`` their spread measures sensitivity to the start, not posterior uncertainty: for an uncertainty
 map use a sampler (``ald``, or ``pnp`` with ``renoise = 1``).
@@ -100,10 +107,13 @@ class PlugAndPlay(Sampler):
     renoise: float = 0.0
     flips: bool = False
     transposes: bool = False
+    momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.renoise <= 1.0:
             raise ValueError(f"renoise must be in [0, 1], got {self.renoise}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
 
     def nfe(self, num_levels: int) -> int:
         return num_levels
@@ -125,14 +135,19 @@ class PlugAndPlay(Sampler):
                  sigma_ref: float | None = None) -> SampleResult:
         lv = as_levels(levels)
         x = x_init.detach().clone()
+        previous = x  # the estimate before the last one (the warm start at first), for the momentum
         with torch.no_grad():
             rows = sigma_rows(lv, x)
             for i, sigma in enumerate(lv):
+                z = x
+                if i > 0:
+                    if self.momentum > 0:
+                        z = z + self.momentum * (x - previous)
+                    if self.renoise > 0:
+                        z = z + self.renoise * sigma * noise_like(x, generator)
                 dims, transpose = self.orientation(i)
-                score = oriented_score(score_fn, x, rows[i], dims, transpose)
-                x = self.data_step(guidance, x + sigma**2 * score, sigma)
-                if i < len(lv) - 1 and self.renoise > 0:
-                    x = x + self.renoise * lv[i + 1] * noise_like(x, generator)
+                score = oriented_score(score_fn, z, rows[i], dims, transpose)
+                previous, x = x, self.data_step(guidance, z + sigma**2 * score, sigma)
                 if callback is not None:
                     callback(i, len(lv), x)
         return SampleResult(x=x.clone(), nfe=len(lv))

@@ -146,9 +146,9 @@ _ALD_NOTE = ("annealed Langevin (Algorithm 1), x12 step on the NCSNv2 rule, warm
 
 
 def _pnp(levels: int, samples: int = 1, start: float = 1.0, renoise: float = 0.0,
-         transposes: bool = False) -> dict[str, Any]:
-    # transposes stated either way: a task's settings are merged into the base preset's, which has them on
-    settings = {"renoise": renoise, "flips": True, "transposes": transposes}
+         transposes: bool = False, momentum: float = 0.0) -> dict[str, Any]:
+    # transposes and momentum stated either way: a task's settings are merged into the base preset's
+    settings = {"renoise": renoise, "flips": True, "transposes": transposes, "momentum": momentum}
     return {"sampler": "pnp", "num_levels": levels, "samples": samples, "sigma_start": start, "settings": settings}
 
 
@@ -193,27 +193,45 @@ _MULTICOIL = {"fast": {**_pnp(10, 1, start=0.3), "prepass": {"num_levels": 10, "
 # flips, 27.56 / 35.91 / 41.22 / 33.96 with the eight orientations; ``fast`` 26.50 / 34.62 / 40.08 / 32.96 against
 # 26.69 / 34.80 / 40.42 / 33.07. Not on inpainting (70 % missing, ``default``: 31.90 against 31.50) nor with coil
 # maps (mean of the three multi-coil tasks 37.92 against 37.95: level).
-_DENSE = {"fast": _pnp(20, 1, start=0.3, transposes=True), "default": _pnp(30, 1, start=0.3, transposes=True)}
-_PNP = {"renoise": 0.0, "flips": True, "transposes": True}
+#
+# Momentum (``PlugAndPlay.momentum``, heavy-ball over-relaxation) on single-coil MRI: the validation slab (2 slices)
+# and the real EPI's validation slice 7, 3 degradation seeds each, mean PSNR val / EPI (docs/benchmarks.md,
+# "Momentum"). ``fast``, momentum 0 / 0.5 / 0.6 / 0.7: 1D 8x 26.14 / 22.36, 26.62 / 23.77, 26.76 / 24.13,
+# 26.79 / 23.84; Poisson 8x 40.32 / 29.80, 40.96 / 29.90, 41.05 / 29.90, 40.96 / 29.93; 1D 4x 34.64 / 28.15,
+# 35.46 / 29.05, 35.83 / 28.86, 36.05 / 28.51; 4x + noise 32.78 / 26.93, 33.56 / 28.31, 33.90 / 28.40, 34.19 /
+# 28.29. ``default``, momentum 0 / 0.3 / 0.45 / 0.6: 8x 26.98 / 23.86, 27.13 / 24.10, 27.23 / 24.06, 27.34 /
+# 23.96; Poisson 41.23 / 30.08, 41.58 / 30.04, 41.75 / 30.02, 41.90 / 29.95; 4x 35.57 / 28.96, 35.77 / 28.88,
+# 36.05 / 28.78, 36.44 / 28.48; 4x + noise 33.48 / 27.94, 33.76 / 28.35, 34.02 / 28.36, 34.43 / 28.31. Per preset
+# key, the value with the best mean over its tasks on both sets among those that lose at most 0.1 dB on any of them
+# (coil maps, ``_MULTICOIL`` above, lost up to 0.6 dB on the EPI with 0.6 at ``fast``, so keep none): longer chains
+# need less. ``fast`` 0.7 would tie with 0.6 on ``mri-dense`` (+0.01 dB) and one value serves both keys. Not on
+# inpainting: 70 % missing 31.38 / 25.92 at ``fast`` without, 30.89 / 25.76 with 0.6; the central box (half fresh
+# noise) 29.52 / 31.22 without, 24.94 / 31.39 with 0.6 (``default``, 0.3: 31.62 / 25.92 and 27.24 / 32.00 against
+# 31.65 / 25.74 and 29.56 / 31.62).
+MOMENTUM = {"fast": {"mri": 0.6, "mri-dense": 0.6}, "default": {"mri": 0.45, "mri-dense": 0.3}}
+_DENSE = {name: _pnp(levels, 1, start=0.3, transposes=True, momentum=MOMENTUM[name]["mri-dense"])
+          for name, levels in (("fast", 20), ("default", 30))}
+_PNP = {name: {"renoise": 0.0, "flips": True, "transposes": True, "momentum": m["mri"]} for name, m in MOMENTUM.items()}
 
 # Tuned with medscore.tuning on the validation slab (2 slices, 151 x 187; docs/benchmarks.md, "Tuning"). At
 # <= 20 and <= 50 NFE the deterministic plug-and-play iteration beat every sampler on MRI by 2-6 dB (4x: 33.1 dB at
 # 20 NFE and 34.9 at 50, against 27.6 and 30.2 for annealed Langevin; 8x: 26.0 and 26.9 against 22.6 and 24.0):
 # on this prior a posterior sample is far from the posterior mean, which is what PSNR rewards.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("fast", "pnp", 20, _PNP, samples=1, sigma_start=1.0,
+    Preset("fast", "pnp", 20, _PNP["fast"], samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(6), **_inpaint(20, 1), "mri-dense": _DENSE["fast"],
                   "mri-multicoil": _MULTICOIL["fast"]},
-           note="20 NFE: plug-and-play with the flip ensemble (with transposes on single-coil MRI), 20 levels from "
-                "sigma 1 (MRI, scattered pixels; sigma 0.3 on masks measuring >= 20 % of k-space; 10 + 10 in two "
-                "passes with coil maps); from the biharmonic fill at sigma 0.5 with half fresh noise (large holes)"),
-    Preset("default", "pnp", 50, _PNP, samples=1, sigma_start=1.0,
+           note="20 NFE: plug-and-play with the flip ensemble (with transposes and momentum 0.6 on single-coil MRI), "
+                "20 levels from sigma 1 (MRI, scattered pixels; sigma 0.3 on masks measuring >= 20 % of k-space; "
+                "10 + 10 in two passes with coil maps); from the biharmonic fill at sigma 0.5 with half fresh noise "
+                "(large holes)"),
+    Preset("default", "pnp", 50, _PNP["default"], samples=1, sigma_start=1.0,
            tasks={**_ald_tasks_of_pnp(16), **_inpaint(25, 2), "mri-multicoil": _MULTICOIL["default"],
                   "mri-dense": _DENSE["default"]},
-           note="<= 50 NFE: plug-and-play with the flip ensemble (with transposes on single-coil MRI), 50 levels "
-                "from sigma 1 (MRI), 30 from sigma 0.3 (masks measuring >= 20 % of k-space); mean of 2 chains of 25 "
-                "(inpainting); with coil maps, three passes: 10 levels, 10 from sigma 0.3, then 3 chains of 10 from "
-                "0.3"),
+           note="<= 50 NFE: plug-and-play with the flip ensemble (with transposes and momentum 0.45, 0.3 at 4x, on "
+                "single-coil MRI), 50 levels from sigma 1 (MRI), 30 from sigma 0.3 (masks measuring >= 20 % of "
+                "k-space); mean of 2 chains of 25 (inpainting); with coil maps, three passes: 10 levels, 10 from "
+                "sigma 0.3, then 3 chains of 10 from 0.3"),
     Preset("best", "ald", 33, _ALD, samples=8, sigma_start=0.3, tasks={**_ALD_TASKS, **_inpaint(50, 8)},
            note="800 NFE (MRI): mean of 8 annealed-Langevin chains of 100; 400 NFE (inpainting): 8 "
                 "plug-and-play chains of 50"),
