@@ -124,7 +124,7 @@ def check_solver_options(preset: str, samples: Any, seed: Any, overrides: dict[s
         unknown = sorted(set(overrides) - set(known))
         raise InputError(f"unknown sampler option(s) {unknown}: choose from {', '.join(known)}") from None
     try:
-        opts.resolve()
+        opts.resolve().build()  # a setting the sampler lacks (ald with momentum): now, not after the model loads
     except (ValueError, KeyError) as exc:
         raise InputError(f"preset/sampler options: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
 

@@ -296,6 +296,8 @@ API_CASES = {
     "mri-samples-0": (lambda e, t: R(IMG, LINES, samples=0, model=e["model"]), InputError, "samples"),
     "mri-sigma-start-0": (lambda e, t: R(IMG, LINES, sigma_start=0.0, model=e["model"]), InputError, "sigma_start"),
     "inpaint-multiplier-0": (lambda e, t: P(IMG, HOLES, multiplier=0.0, model=e["model"]), InputError, "multiplier"),
+    "mri-momentum-with-ald": (lambda e, t: R(IMG, LINES, sampler="ald", momentum=0.5, model=e["model"]), InputError,
+                              "momentum"),
     "mri-momentum-negative": (lambda e, t: R(IMG, LINES, momentum=-0.1, model=e["model"]), InputError, "momentum"),
     "mri-num-levels-0": (lambda e, t: R(IMG, LINES, num_levels=0, model=e["model"]), InputError, "num_levels"),
     "mri-unknown-option": (lambda e, t: R(IMG, LINES, colour=1, model=e["model"]), InputError, "colour"),
