@@ -10,7 +10,7 @@
 Arrays may be (H, W) or (B, H, W) numpy arrays or tensors on the [0, 1] intensity scale (use
 :class:`medscore.transforms.RobustScaleIntensity` for raw scans). Results come back as numpy arrays
 of the input's shape: ``mean`` and, with ``samples > 1``, the per-pixel ``std``. For files, see
-:mod:`medscore.reconstruct` (``reconstruct_file`` etc.).
+:mod:`medscore.pipeline` (``reconstruct_file`` etc.).
 """
 
 from __future__ import annotations
@@ -23,25 +23,26 @@ import numpy as np
 import torch
 
 from . import solvers
-from .checkpoint import LoadedModel
-from .coilmaps import single_coil_phase_map
+from .priors.checkpoint import LoadedModel
+from .tasks.coil_phase import single_coil_phase_map
 from .devices import resolve_device
-from .models import load_prior
+from .priors.store import load_prior
 from .physics import make_mask, validate_mask
-from .reconstruct import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file
+from .pipeline import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file, reconstruct_path
 from .solvers import SamplerOptions
 from .tasks import get_task
 
 __all__ = [
     "Estimate", "load_prior", "make_mask", "reconstruct_mri", "inpaint", "denoise", "sample", "sample_to_files",
-    "reconstruct_file", "reconstruct_kspace_file", "inpaint_file", "denoise_file", "train", "SamplerOptions",  # noqa: F822
+    "reconstruct_file", "reconstruct_kspace_file", "reconstruct_path", "inpaint_file", "denoise_file", "train",  # noqa: F822
+    "SamplerOptions",
 ]
 
 
 def __getattr__(name: str):
     """``train`` is imported on first use, so the array API does not load the distributed trainer."""
     if name == "train":
-        from .train import train
+        from .training.loop import train
 
         return train
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -81,13 +82,14 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,
            **overrides) -> tuple[LoadedModel, torch.device, SamplerOptions]:
-    from .validation import check_model_arg, check_solver_options
+    from .priors.store import check_model_arg
+    from .solvers import check_solver_options
 
     check_model_arg("model", model)
-    check_solver_options(preset, samples, seed, overrides)
+    opts = check_solver_options(preset, samples, seed, overrides)
     dev = resolve_device(device)
     prior = load_prior(model, dev, complex_data=complex_data)
-    return prior, dev, SamplerOptions(preset=preset, samples=samples, seed=seed, **overrides)
+    return prior, dev, opts
 
 
 def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
@@ -95,9 +97,9 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured single-coil centred k-space on the [0, 1] image
     scale; the estimate is then the magnitude of the complex reconstruction, solved with the image's smooth phase
-    moved into a one-coil map (:func:`medscore.coilmaps.single_coil_phase_map`), as ``medscore reconstruct``
+    moved into a one-coil map (:func:`medscore.tasks.coil_phase.single_coil_phase_map`), as ``medscore reconstruct``
     does with k-space files."""
-    from .validation import check_image_array, check_positive
+    from .checks import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
     validate_mask(mask, tuple(np.shape(image_or_kspace)[-2:]))
@@ -124,7 +126,7 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
 def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
             device: str = "cpu", **overrides) -> Estimate:
     """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known."""
-    from .validation import check_image_array
+    from .checks import check_image_array
 
     check_image_array("image", image)
     validate_mask(mask, tuple(np.shape(image)[-2:]))
@@ -138,7 +140,7 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
             samples: int | None = None, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
     """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None."""
     from .physics import estimate_noise_std
-    from .validation import check_choice, check_image_array, check_positive
+    from .checks import check_choice, check_image_array, check_positive
 
     check_image_array("image", image)
     if noise_std is not None:
@@ -154,7 +156,7 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
 def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,
            device: str = "cpu", **overrides) -> Estimate:
     """``n`` unconditional samples (n, H, W) from the prior."""
-    from .validation import check_int
+    from .checks import check_int
 
     check_int("n", n, 1)
     for side in ((size, size) if isinstance(size, int) else tuple(size)):
@@ -168,15 +170,15 @@ def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts
                     device: str = "auto", progress: Callable[[int, int], None] | None = None) -> tuple[tuple[Path, Path], int]:
     """Draw samples and write a PNG grid plus a .npy stack beside it; returns ``((png, npy), nfe)``."""
     from .errors import InputError
-    from .fileio import atomic_path
-    from .viz import save_grid
+    from .io.atomic import atomic_path
+    from .io.pictures import save_grid
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must be a .png file, got {out.name}")
     if n < 1 or size < 8:
         raise InputError("need n >= 1 and size >= 8")
-    from .fileio import ensure_writable
+    from .io.atomic import ensure_writable
 
     ensure_writable(out, "out")
     dev = resolve_device(device)

@@ -13,7 +13,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from .errors import ConfigError
-from .lr_schedule import SCHEDULES
+
+#: learning-rate schedules after warm-up (:func:`medscore.training.lr_schedule.learning_rate`)
+SCHEDULES = ("constant", "cosine")
 
 __all__ = ["ModelConfig", "NoiseConfig", "DataConfig", "TrainConfig", "load_config", "config_from_dict", "config_to_dict"]
 
@@ -95,7 +97,7 @@ class DataConfig:
     cache: bool = True
 
     def __post_init__(self) -> None:
-        from .validation import MIN_SLICE
+        from .checks import MIN_SLICE
 
         _need(_is_int(self.image_size) and self.image_size >= MIN_SLICE,
               f"data.image_size must be an integer >= {MIN_SLICE}, got {self.image_size!r}")

@@ -6,7 +6,7 @@ The maps, each the same for both methods:
   square       ESPIRiT from the fully sampled centre *square* only (what medscore used until run 11 of
                docs/benchmarks.md), with the phase refined as below;
   calibration  ESPIRiT with the phase of the calibration region's image (medscore.physics.estimate_image_maps);
-  refined      what medscore uses: that phase refined by a short TV-CS reconstruction (medscore.coilmaps);
+  refined      what medscore uses: that phase refined by a short TV-CS reconstruction (medscore.tasks.coil_phase);
   true-phase   the ESPIRiT maps with the simulated image's exact phase moved into them (an oracle);
   true         the simulated maps and phase (an oracle: the image to reconstruct is the real magnitude).
 The oracles use the simulation's ground truth and show the headroom; no method ever gets them in the benchmark.
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from medscore.baselines.sense import magnitude, tune_sense, tv_sense
-from medscore.embedded import held_out
-from medscore.evaluation import TASKS, degrade, medscore_method, run_method
+from medscore.io.embedded import held_out
+from medscore.evaluation.specs import TASKS, degrade, medscore_method, run_method
 from medscore.metrics import psnr
-from medscore.models import load_prior
+from medscore.priors.store import load_prior
 from medscore.physics import MultiCoilMRI, estimate_image_maps, simulate_multicoil
-from medscore.coilmaps import refine_image_phase
+from medscore.tasks.coil_phase import refine_image_phase
 from medscore.physics.coils import calibration_width, estimate_smaps, real_image_phase, sampling_mask_from_kspace
 from medscore.solvers import SamplerOptions
 

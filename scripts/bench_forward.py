@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ncsnv2_reference import ReferenceNCSNv2  # noqa: E402
 from _reference_forward import old_from  # noqa: E402
 
-from medscore.models import load_prior  # noqa: E402
+from medscore.priors.store import load_prior  # noqa: E402
 from medscore.nets import NCSNv2, UNetScore  # noqa: E402
 from medscore.nets.accelerate import accelerate  # noqa: E402
 

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from medscore.baselines.sense import magnitude, tv_sense
-from medscore.embedded import held_out
+from medscore.io.embedded import held_out
 from medscore.metrics import psnr
 from medscore.physics import MultiCoilMRI, make_mask, simulate_multicoil
-from medscore.coilmaps import estimate_reconstruction_maps
+from medscore.tasks.coil_phase import estimate_reconstruction_maps
 
 SLICES = [2, 5, 8]
 TV_WEIGHT = 0.001  # docs/benchmarks.md: TV-CS weight tuned on the validation slab for 8-coil 1D 4x

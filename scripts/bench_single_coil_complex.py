@@ -7,7 +7,7 @@ centred k-space complex noise of std 0.005 and a 1D random mask (seed 1; 4x with
 No coil maps, so the phase stays in the image (as in single-coil fastMRI files). Prints one JSON line per
 acceleration and preset: mean magnitude PSNR of zero-filled; of what ``medscore reconstruct`` and
 ``api.reconstruct_mri`` do (the default prior, the image's smooth phase moved into a one-coil map,
-:func:`medscore.coilmaps.single_coil_phase_map`, and the multi-coil passes); and, on the raw image with its phase,
+:func:`medscore.tasks.coil_phase.single_coil_phase_map`, and the multi-coil passes); and, on the raw image with its phase,
 of the default prior applied to the real and imaginary parts and of ``bundled:ncsn-complex`` (the previous default).
 """
 
@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from medscore import metrics
-from medscore.coilmaps import single_coil_phase_map
-from medscore.embedded import held_out
-from medscore.models import load_prior
+from medscore.tasks.coil_phase import single_coil_phase_map
+from medscore.io.embedded import held_out
+from medscore.priors.store import load_prior
 from medscore.physics import fft2c, ifft2c, make_mask, random_phase
-from medscore.solvers import SamplerOptions, reconstruct_mri
+from medscore.solvers import SamplerOptions
+from medscore.tasks import reconstruct_mri
 
 NOISE = 0.005
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from medscore.benchmark import machine, speed_table
+from medscore.evaluation.benchmark import machine, speed_table
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

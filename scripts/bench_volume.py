@@ -5,7 +5,7 @@
     python scripts/bench_volume.py --models default,bundled:split --slabs "" --repeat 3   # best of 3 per slice
     python scripts/bench_volume.py --precisions fp32,bf16 --skip-slice --slabs 32   # the network in fp32, then bf16
 
-For each slab size it runs ``medscore.reconstruct.reconstruct_file`` (4x random lines, ``--slab-preset``,
+For each slab size it runs ``medscore.pipeline.reconstruct_file`` (4x random lines, ``--slab-preset``,
 ``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
 resident memory, so time linear in slices and flat peak memory can be read off the table. The slab is the
 embedded T1 resampled to 256x256 in-plane (a realistic image, not noise). Check ``uptime`` first.
@@ -31,7 +31,7 @@ def _slab(n: int, path: Path) -> Path:
     import nibabel as nib
     import torch.nn.functional as F
 
-    from medscore.embedded import load_embedded
+    from medscore.io.embedded import load_embedded
 
     vol, affine = load_embedded()
     z0 = vol.shape[-1] // 2 - n // 2
@@ -48,10 +48,11 @@ def _model(name: str) -> str | None:
 def one_slice(preset: str, model: str = "default", repeat: int = 1, precision: str = "auto") -> dict:
     """Seconds for one 128x128 slice (4x random lines) at ``preset``, after a warm-up call: the best of
     ``repeat`` runs (the minimum resists other load on shared cores), with every run's time."""
-    from medscore.embedded import held_out
-    from medscore.models import load_prior
+    from medscore.io.embedded import held_out
+    from medscore.priors.store import load_prior
     from medscore.physics import SingleCoilMRI, make_mask
-    from medscore.solvers import SamplerOptions, reconstruct_mri
+    from medscore.solvers import SamplerOptions
+    from medscore.tasks import reconstruct_mri
 
     net = load_prior(_model(model)).model
     ref = torch.from_numpy(held_out("test")[5:6, 11:139, 29:157].copy())[:, None]
@@ -69,7 +70,7 @@ def one_slice(preset: str, model: str = "default", repeat: int = 1, precision: s
 
 def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default", precision: str = "auto") -> dict:
     """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
-    from medscore.reconstruct import reconstruct_file
+    from medscore.pipeline import reconstruct_file
     from medscore.solvers import SamplerOptions
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from medscore.checkpoint import load_model, resolve_model_path, sha256
+from medscore.priors.checkpoint import load_model, resolve_model_path, sha256
 from medscore.sampling import PRESETS
 from medscore.sampling.presets import presets_to_json
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from medscore.embedded import save_slab
+from medscore.io.embedded import save_slab
 
 if __name__ == "__main__":
     which, out = (sys.argv[1], sys.argv[2]) if len(sys.argv) == 3 else ("test", "heldout_t1.nii.gz")

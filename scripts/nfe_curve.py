@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from medscore.benchmark import embedded_slices
-from medscore.curves import CURVE_BUDGETS, nfe_curves, plot_curves
-from medscore.evaluation import TASKS, classical_methods, degrade, run_method
-from medscore.embedded import held_out
+from medscore.evaluation.benchmark import embedded_slices
+from medscore.evaluation.curves import CURVE_BUDGETS, nfe_curves, plot_curves
+from medscore.evaluation.specs import TASKS, classical_methods, degrade, run_method
+from medscore.io.embedded import held_out
 
 
 def main() -> None:

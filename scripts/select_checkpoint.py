@@ -14,9 +14,9 @@ import json
 import numpy as np
 import torch
 
-from medscore.embedded import held_out
-from medscore.evaluation import TASKS, degrade, medscore_method, run_method
-from medscore.models import load_prior
+from medscore.io.embedded import held_out
+from medscore.evaluation.specs import TASKS, degrade, medscore_method, run_method
+from medscore.priors.store import load_prior
 from medscore.solvers import SamplerOptions
 from medscore.tasks import get_task
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 from medscore.sampling import annealed_langevin, langevin
 from medscore.sampling.toy import TWO_MODE_MEANS, mixture_score, mode_weights, sample_mixture
 

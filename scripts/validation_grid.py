@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medscore.embedded import held_out
-from medscore.evaluation import TASKS, degrade, medscore_method, run_method
-from medscore.models import load_prior
+from medscore.io.embedded import held_out
+from medscore.evaluation.specs import TASKS, degrade, medscore_method, run_method
+from medscore.priors.store import load_prior
 from medscore.solvers import SamplerOptions
 
 
@@ -44,7 +44,7 @@ def validation_sets(external: bool) -> dict[str, torch.Tensor]:
     if external:
         import nibabel
 
-        from medscore.benchmark import external_slices
+        from medscore.evaluation.benchmark import external_slices
 
         epi = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
         sets["/epi"] = external_slices(epi, [10], [7])[1]

@@ -110,10 +110,10 @@ def ramp_phantom_scan(path: str | Path, shape: tuple[int, int, int], seed: int, 
 
 def tiny_model(folder: str | Path) -> Path:
     """An untrained NCSN (ngf 8, 6 levels) saved as a model folder."""
-    from medscore.checkpoint import save_model
+    from medscore.priors.checkpoint import save_model
     from medscore.config import ModelConfig, TrainConfig
     from medscore.nets import build_model
-    from medscore.noise import geometric_sigmas
+    from medscore.training.noise import geometric_sigmas
 
     cfg = TrainConfig(model=ModelConfig(ngf=8))
     torch.manual_seed(0)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import medscore.api as ms
-from medscore.checkpoint import load_model, save_model
+from medscore.priors.checkpoint import load_model, save_model
 from medscore.config import ModelConfig, TrainConfig
 from medscore.errors import InputError
 from medscore.nets import build_model
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 
 H, W = 16, 20

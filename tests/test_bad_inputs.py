@@ -23,16 +23,16 @@ from typer.testing import CliRunner
 
 from _synth import QUIET_MONAI, one_error_line, phantom, write_dicom_series, write_nifti
 from medscore import api
-from medscore.checkpoint import load_model, save_model, sha256
+from medscore.priors.checkpoint import load_model, save_model, sha256
 from medscore.cli.main import app
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
-from medscore.dataset import find_scans
+from medscore.training.dataset import find_scans
 from medscore.errors import CheckpointError, ConfigError, InputError, NonFiniteError, OutputError
 from medscore.nets import build_model, refinenet
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import make_mask
-from medscore.scanio import load_scan, save_like
-from medscore.train import train
+from medscore.io.scans import load_scan, save_like
+from medscore.training.loop import train
 
 pytestmark = QUIET_MONAI
 S = 16  # side of every test image
@@ -340,7 +340,7 @@ def test_api_bad_input(case, env, tmp_path):
 KILLED_WRITE = """
 import os, signal, sys
 from pathlib import Path
-from medscore.fileio import atomic_path
+from medscore.io.atomic import atomic_path
 with atomic_path(Path(sys.argv[1]) / "out.nii.gz") as tmp:
     tmp.write_text("partial")
     os.kill(os.getpid(), signal.SIGTERM)
@@ -354,7 +354,7 @@ def test_killed_during_final_write_leaves_no_temp_file(tmp_path):
 
 
 def test_signal_handlers_installed_only_while_a_temp_file_exists(tmp_path):
-    from medscore.fileio import atomic_path, live_temp_files
+    from medscore.io.atomic import atomic_path, live_temp_files
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with atomic_path(tmp_path / "a.npy") as tmp:

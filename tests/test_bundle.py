@@ -15,15 +15,16 @@ import torch
 from typer.testing import CliRunner
 
 from _synth import QUIET_MONAI, line_mask, ramp_phantom_scan, tiny_model
-from medscore.bundle import build_network, export_bundle, load_weights
-from medscore.checkpoint import load_model
+from medscore.monai.bundle import build_network, export_bundle, load_weights
+from medscore.priors.checkpoint import load_model
 from medscore.cli.main import app
 from medscore.errors import InputError
-from medscore.inferer import ScoreInferer
+from medscore.monai.inferer import ScoreInferer
 from medscore.physics import SingleCoilMRI
-from medscore.pipeline.job import batch_options
-from medscore.reconstruct import reconstruct_file
-from medscore.solvers import SamplerOptions, reconstruct_mri
+from medscore.pipeline.stream import batch_options
+from medscore.pipeline import reconstruct_file
+from medscore.solvers import SamplerOptions
+from medscore.tasks import reconstruct_mri
 
 pytestmark = QUIET_MONAI
 SHAPE = (16, 20, 3)
@@ -46,7 +47,7 @@ def test_bundle_layout_and_network_from_config(data):
                 "docs/README.md"):
         assert (b / rel).is_file(), rel
     cfg = json.loads((b / "configs" / "inference.json").read_text())
-    assert cfg["network_def"]["_target_"] == "medscore.bundle.build_network"
+    assert cfg["network_def"]["_target_"] == "medscore.monai.bundle.build_network"
     net = load_weights(build_network(cfg["network_def"]["model"], cfg["network_def"]["sigmas"]),
                        b / "models" / "model.safetensors")
     ref = load_model(data["model"]).model

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from medscore import metrics
-from medscore.checkpoint import sha256
-from medscore.embedded import held_out
+from medscore.priors.checkpoint import sha256
+from medscore.io.embedded import held_out
 from medscore.errors import CheckpointError
-from medscore.level_split import is_level_split
-from medscore.models import (COMPLEX_PRIOR, RAW_PHASE_PRIOR, bundled_dir, bundled_info, bundled_label, bundled_names,
-                             default_prior_name, load_prior)
+from medscore.priors.split_folder import is_level_split
+from medscore.priors.store import (COMPLEX_PRIOR, RAW_PHASE_PRIOR, bundled_dir, bundled_info, bundled_label, bundled_names, default_prior_name, load_prior)
 from medscore.physics import SingleCoilMRI, make_mask
-from medscore.solvers import SamplerOptions, reconstruct_mri
+from medscore.solvers import SamplerOptions
+from medscore.tasks import reconstruct_mri
 
 
 @pytest.mark.parametrize("name", [n for n in [None, *bundled_names()] if not is_level_split(bundled_dir(n))])
@@ -39,7 +39,7 @@ def test_a_bundled_complex_prior_is_chosen_for_complex_data(tmp_path, monkeypatc
     assert default_prior_name() is None and default_prior_name(complex_data=True) is None
     assert default_prior_name(complex_data=True, raw_phase=True) == RAW_PHASE_PRIOR
     assert load_prior(None, complex_data=True, raw_phase=True).model.pair_channels
-    from medscore.checkpoint import save_model
+    from medscore.priors.checkpoint import save_model
     from medscore.config import ModelConfig, NoiseConfig, TrainConfig
     from medscore.nets import build_model
 
@@ -51,7 +51,7 @@ def test_a_bundled_complex_prior_is_chosen_for_complex_data(tmp_path, monkeypatc
     meta = json.loads((fake / COMPLEX_PRIOR / "model.json").read_text())
     (fake / COMPLEX_PRIOR / "model.json").write_text(json.dumps({**meta, "sha256": sha256(fake / COMPLEX_PRIOR /
                                                                                            "model.safetensors")}))
-    monkeypatch.setattr("medscore.models.bundled_dir", lambda name=None: fake / name if name else fake)
+    monkeypatch.setattr("medscore.priors.store.bundled_dir", lambda name=None: fake / name if name else fake)
     assert COMPLEX_PRIOR in bundled_names()
     assert load_prior(None, complex_data=True).model.in_channels == 2
     assert default_prior_name(complex_data=True, raw_phase=True) == COMPLEX_PRIOR
@@ -68,7 +68,7 @@ def test_the_shipped_complex_prior_reconstructs_multicoil_k_space_like_the_magni
     phase helps more (this slice: -0.52 dB; the validation slab at ``default``: -0.7 to +0.55 dB per task,
     docs/benchmarks.md run 7)."""
     pytest.importorskip("sigpy")
-    from medscore.evaluation import TASKS, degrade, medscore_method, run_method
+    from medscore.evaluation.specs import TASKS, degrade, medscore_method, run_method
 
     ref = torch.from_numpy(held_out("test")[5:6].copy())[:, None]  # one whole 151 x 187 slice
     prob = degrade(TASKS["mc-1d-4x"], ref, seed=2)
@@ -89,7 +89,8 @@ def test_single_coil_complex_k_space_gains_from_the_phase_moved_into_a_one_coil_
     slab at ``fast``: 31.72 against 28.65 dB, docs/benchmarks.md), and above the magnitude prior on the raw parts."""
     from medscore import api
     from medscore.physics import fft2c, random_phase
-    from medscore.solvers import SamplerOptions, reconstruct_mri
+    from medscore.solvers import SamplerOptions
+    from medscore.tasks import reconstruct_mri
 
     ref = held_out("test")[5]
     image = torch.from_numpy((ref * np.exp(1j * random_phase(ref.shape, 3))).astype(np.complex64))
@@ -116,7 +117,7 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    monkeypatch.setattr("medscore.models.bundled_dir", lambda name=None: fake / name if name else fake)
+    monkeypatch.setattr("medscore.priors.store.bundled_dir", lambda name=None: fake / name if name else fake)
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_prior(None)
 

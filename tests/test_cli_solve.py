@@ -348,7 +348,7 @@ def test_inpaint_mask_of_the_wrong_shape(runner, files, tmp_path):
 
 def test_a_named_bundled_prior_through_the_cli(runner, files, tmp_path):
     """``--model bundled:NAME`` (typer hands it over as a path) loads that bundled prior, as the README says."""
-    from medscore.models import load_prior
+    from medscore.priors.store import load_prior
     from medscore.nets import UNetScore
 
     assert isinstance(load_prior(Path("bundled:unet")).model, UNetScore)

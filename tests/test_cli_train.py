@@ -118,7 +118,7 @@ def test_resume_with_other_model_is_clear(runner, tmp_path, tiny):
 
 def test_overwrite_replaces_a_run_and_records_the_sha256(runner, tmp_path, tiny):
     """A non-empty --out is refused without a flag and replaced with --overwrite; model.json records the hash."""
-    from medscore.checkpoint import sha256
+    from medscore.priors.checkpoint import sha256
 
     scan, cfg = tiny
     out = tmp_path / "run"

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from _synth import QUIET_MONAI, phantom, write_nifti
-from medscore.checkpoint import load_model, save_model
+from medscore.priors.checkpoint import load_model, save_model
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.errors import CheckpointError, ConfigError
-from medscore.models import estimate_parameters
+from medscore.priors.checks import estimate_parameters
 from medscore.nets import NCSN, build_model, count_parameters
-from medscore.noise import geometric_sigmas
-from medscore.train import train
-from medscore.warm_start import warm_start
+from medscore.training.noise import geometric_sigmas
+from medscore.training.loop import train
+from medscore.training.init_from import warm_start
 from test_dsm import _gen, _rel_errors, _train
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 5)

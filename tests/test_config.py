@@ -5,16 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medscore.config import (
-    DataConfig,
-    ModelConfig,
-    NoiseConfig,
-    TrainConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    replace,
-)
+from medscore.config import (DataConfig, ModelConfig, NoiseConfig, TrainConfig, config_from_dict, config_to_dict, load_config, replace)
 from medscore.errors import ConfigError
 
 
@@ -84,7 +75,7 @@ def test_replace_ignores_none():
 
 
 def test_embedded_split_keeps_held_out_slabs_out_of_training():
-    from medscore.embedded import GUARD, TEST_SLAB, VAL_SLAB, training_blocks
+    from medscore.io.embedded import GUARD, TEST_SLAB, VAL_SLAB, training_blocks
 
     z = 193
     vol = np.broadcast_to(np.arange(z, dtype=np.float32), (3, 4, 5, z))  # voxel value = its z index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from medscore.curves import plot_curves
+from medscore.evaluation.curves import plot_curves
 
 
 def test_every_curve_is_drawn_in_its_own_colour(tmp_path):

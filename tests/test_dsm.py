@@ -13,16 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from medscore.losses import dsm_loss
+from medscore.training.losses import dsm_loss
 from medscore.nets import NCSN
-from medscore.noise import (
-    auto_sigmas,
-    geometric_sigmas,
-    max_pairwise_distance,
-    ncsnv2_num_levels,
-    levels_up_to,
-    sample_levels,
-)
+from medscore.training.noise import (auto_sigmas, geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, levels_up_to, sample_levels)
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from medscore.benchmark import TaskTable, write_markdown
+from medscore.evaluation.benchmark import TaskTable, write_markdown
 from medscore.cli.evaluate import _targets
-from medscore.evaluation import TASKS, MethodResult, classical_methods, degrade, run_method
+from medscore.evaluation.specs import TASKS, MethodResult, classical_methods, degrade, run_method
 
 
 def _phantom(n: int = 2, h: int = 32, w: int = 40) -> torch.Tensor:

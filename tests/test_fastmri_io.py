@@ -28,7 +28,8 @@ from medscore.cli.main import app
 from medscore.errors import InputError
 from medscore.metrics import FASTMRI_METRICS, fastmri_nmse, fastmri_psnr, fastmri_ssim
 from medscore.physics import fft2c, ifft2c
-from medscore.pipeline import load_kspace, reconstruct_kspace_file, reconstruct_multicoil_file
+from medscore.io.arrays import load_kspace
+from medscore.pipeline import reconstruct_kspace_file, reconstruct_multicoil_file
 from medscore.solvers import SamplerOptions, score_function
 
 S, C, H, W = 2, 4, 24, 20
@@ -154,8 +155,8 @@ def test_file_maps_solve_with_the_phase_moved_in_and_the_output_keeps_their_conv
     """A file's maps are used times the smooth phase of a TV-CS pre-reconstruction (the image to solve is nearly
     real), and the complex output is rotated back: its phase is the phased ellipse's, as the given maps encode it."""
     from medscore.physics import normalize_smaps
-    from medscore.pipeline.inputs import open_smaps
-    from medscore.pipeline.multicoil import CoilMaps
+    from medscore.io.arrays import open_smaps
+    from medscore.tasks.measured import CoilMaps
 
     y = acq["k"] * acq["mask"]
     with open_smaps(acq["maps_npy"], y.shape) as f:
@@ -228,7 +229,7 @@ def test_single_coil_h5_still_works_and_gets_the_new_outputs(acq, tmp_path):
     # the image's phase moves into a one-coil map, so the sidecar names the multi-coil passes the solver used
     from medscore.sampling import PRESETS
 
-    from medscore.noise import geometric_sigmas
+    from medscore.training.noise import geometric_sigmas
 
     multicoil = PRESETS["fast"].for_task("mri-multicoil")
     assert info["sampler"] == {k: v for k, v in multicoil.to_dict().items() if k not in ("tasks", "note")}
@@ -243,10 +244,10 @@ def test_single_coil_h5_still_works_and_gets_the_new_outputs(acq, tmp_path):
 
 
 def _channel_model(folder: Path, channels: int) -> Path:
-    from medscore.checkpoint import save_model
+    from medscore.priors.checkpoint import save_model
     from medscore.config import ModelConfig, TrainConfig
     from medscore.nets import build_model
-    from medscore.noise import geometric_sigmas
+    from medscore.training.noise import geometric_sigmas
 
     cfg = TrainConfig(model=ModelConfig(ngf=8, in_channels=channels))
     torch.manual_seed(0)
@@ -406,7 +407,7 @@ def test_noise_level_falls_back_to_noiseless_when_the_periphery_is_not_measured(
     """A centre-only mask leaves no k-space periphery to estimate the noise from: a warning, and noise 0."""
     from types import SimpleNamespace
 
-    from medscore.pipeline.multicoil import _kspace_noise
+    from medscore.pipeline.kspace_source import kspace_noise as _kspace_noise
 
     k = np.ones((3, 2, 16, 16), np.complex64)
     mask = np.pad(np.ones((6, 6), np.float32), 5)

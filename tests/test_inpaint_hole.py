@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medscore.embedded import held_out
-from medscore.evaluation import TASKS, degrade
+from medscore.io.embedded import held_out
+from medscore.evaluation.specs import TASKS, degrade
 from medscore.baselines import inpaint_biharmonic
 from medscore.metrics import psnr
-from medscore.models import load_prior
-from medscore.solvers import SamplerOptions, inpaint
+from medscore.priors.store import load_prior
+from medscore.solvers import SamplerOptions
+from medscore.tasks import inpaint
 from medscore.tasks.inpaint import InpaintTask
 
 

@@ -8,17 +8,19 @@ import pytest
 import torch
 
 from _synth import tiny_model
-from medscore.checkpoint import save_model
+from medscore.priors.checkpoint import save_model
 from medscore.config import ModelConfig, TrainConfig
 from medscore.errors import CheckpointError, OutputError
-from medscore.level_split import is_level_split, save_level_split
-from medscore.models import bundled_dir, bundled_names, load_prior
+from medscore.priors.split_folder import is_level_split
+from medscore.priors.store import save_level_split
+from medscore.priors.store import bundled_dir, bundled_names, load_prior
 from medscore.nets import build_model
 from medscore.nets.level_split import LevelSplitScore
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI, make_mask
-from medscore.solvers import SamplerOptions, reconstruct_mri
-from medscore.tuning import choose_presets, write_presets
+from medscore.solvers import SamplerOptions
+from medscore.tasks import reconstruct_mri
+from medscore.evaluation.tuning import choose_presets, write_presets
 from test_tuning import DDIM, _trial
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 6)
@@ -121,14 +123,14 @@ def test_an_incompatible_pair_is_refused_before_anything_is_written(tmp_path):
 
 def test_a_level_split_exports_as_a_monai_bundle_of_both_networks(tmp_path):
     """The bundle's config builds the same score model as the split folder, and its models/ loads as --model."""
-    from medscore.bundle import build_level_split, export_bundle, load_split_weights
+    from medscore.monai.bundle import build_level_split, export_bundle, load_split_weights
 
     _unet_folder(tmp_path / "m" / "coarse")
     tiny_model(tmp_path / "m" / "fine")
     save_level_split(tmp_path / "m", "coarse", "fine", 0.1)
     bundle = export_bundle(tmp_path / "bundle", tmp_path / "m")
     cfg = json.loads((bundle / "configs" / "inference.json").read_text())
-    assert cfg["network_def"]["_target_"] == "medscore.bundle.build_level_split"
+    assert cfg["network_def"]["_target_"] == "medscore.monai.bundle.build_level_split"
     net = load_split_weights(build_level_split(**{k: v for k, v in cfg["network_def"].items() if k != "_target_"}),
                              bundle / "models")
     ref = load_prior(tmp_path / "m").model

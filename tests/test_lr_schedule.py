@@ -8,7 +8,7 @@ import pytest
 
 from medscore.config import TrainConfig, config_from_dict
 from medscore.errors import ConfigError
-from medscore.lr_schedule import learning_rate
+from medscore.training.lr_schedule import learning_rate
 
 
 def rates(schedule: str, steps: int = 101, warmup: int = 10, lr: float = 1.0, lr_final: float = 0.0) -> list[float]:

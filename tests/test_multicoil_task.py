@@ -18,14 +18,14 @@ from skimage.transform import resize
 from _synth import tiny_model
 from medscore import metrics as M
 from medscore.baselines.sense import magnitude, sense_cg
-from medscore.benchmark import BENCHMARK_TASKS
-from medscore.evaluation import MULTICOIL_TASKS, TASKS, degrade, medscore_method, run_method
-from medscore.models import load_prior
+from medscore.evaluation.benchmark import BENCHMARK_TASKS
+from medscore.evaluation.specs import MULTICOIL_TASKS, TASKS, degrade, medscore_method, run_method
+from medscore.priors.store import load_prior
 from medscore.physics import make_mask
 from medscore.physics.coils import MIN_CALIB, calibration_width
 from medscore.physics.masks import expand_mask
 from medscore.solvers import SamplerOptions
-from medscore.tasks import MultiCoilSpec, MultiCoilTask, get_task
+from medscore.tasks import ImageStack, MultiCoilInputs, MultiCoilSpec, MultiCoilTask, get_task
 from medscore.tasks.multicoil import root_sum_of_squares
 from test_solvers import GaussianPrior
 
@@ -138,8 +138,8 @@ def test_prepare_stack_simulates_solves_and_fills_the_baseline(tmp_path):
     task, ref = get_task("mri-multicoil"), _reference()[:, 0].numpy()
     tiny = load_prior(tiny_model(tmp_path / "tiny"), "cpu").model
     opts = SamplerOptions(preset="fast", seed=0)
-    stack = task.prepare_stack(ref, torch.device("cpu"), opts, mask_pattern="random", accel=4, center=0.17, coils=4,
-                               kspace_noise=0.005)
+    inputs = MultiCoilInputs(mask_pattern="random", accel=4, center=0.17, coils=4, kspace_noise=0.005)
+    stack = task.prepare_stack(ImageStack(ref), torch.device("cpu"), opts, inputs)
     res = stack.solve(tiny, slice(0, 2), opts, None)
     assert res.mean.shape == (2, 1, N, N) and bool(torch.isfinite(res.mean).all())
     assert np.isfinite(stack.baseline).all() and M.psnr(ref, stack.baseline).mean() > 15

@@ -8,7 +8,7 @@ import torch
 from medscore.config import ModelConfig
 from medscore.nets import NCSN, NCSNv2, build_model, count_parameters
 from medscore.nets.layers import InstanceNormPlus
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 6)
 

@@ -15,7 +15,7 @@ from medscore.nets import NCSN, NCSNv2, build_model
 from medscore.nets.accelerate import accelerate, autocast_score, is_compiled, resolve_precision, score_inference
 from medscore.nets.functional import instance_norm_plus, max_pool_same
 from medscore.nets.layers import InstanceNormPlus, NormParams
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 6)
 
@@ -107,7 +107,7 @@ def test_separable_max_pool_is_exact(kernel):
 def test_bundled_prior_matches_the_formula_forward(monkeypatch):
     """The bundled weights load with strict keys, and the fused forward (channels-last, as loaded) equals the
     same network with instance norm++ and the max-pool written out as their formulas, within 1e-4 relative."""
-    from medscore.models import load_prior  # loads the safetensors with strict=True: keys unchanged
+    from medscore.priors.store import load_prior  # loads the safetensors with strict=True: keys unchanged
     from medscore.nets import layers
 
     model = load_prior(None).model

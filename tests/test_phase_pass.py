@@ -9,7 +9,8 @@ import torch
 
 from medscore.physics import MultiCoilMRI, birdcage_smaps, fft2c, normalize_smaps
 from medscore.sampling import PRESETS, Preset
-from medscore.solvers import SamplerOptions, reconstruct_mri
+from medscore.solvers import SamplerOptions
+from medscore.tasks import reconstruct_mri
 from medscore.tasks.mri import MULTICOIL_KEY
 from test_solvers import GaussianPrior
 

@@ -6,23 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medscore.physics import (
-    DataConsistency,
-    Denoising,
-    GradientStep,
-    HardProjection,
-    Inpainting,
-    LinearOperator,
-    MaskError,
-    MultiCoilMRI,
-    NoisyProjection,
-    SingleCoilMRI,
-    estimate_noise_std,
-    fft2c,
-    ifft2c,
-    make_mask,
-    normalize_smaps,
-)
+from medscore.physics import (DataConsistency, Denoising, GradientStep, HardProjection, Inpainting, LinearOperator, MaskError, MultiCoilMRI, NoisyProjection, SingleCoilMRI, estimate_noise_std, fft2c, ifft2c, make_mask, normalize_smaps)
 
 H, W, K, B = 32, 24, 4, 2
 
@@ -279,7 +263,7 @@ def test_estimate_noise_std() -> None:
 
 
 def test_kspace_noise_estimate_is_exact_on_noise_and_an_upper_bound_with_signal() -> None:
-    from medscore.embedded import held_out
+    from medscore.io.embedded import held_out
     from medscore.physics.coils import estimate_kspace_noise
     from medscore.physics.simulate import simulate_multicoil
 

@@ -17,7 +17,7 @@ from _synth import line_mask, ramp_phantom_scan, tiny_model
 from medscore.errors import InputError, MedscoreError
 from medscore.pipeline import DERIVED, OutputPlan, auto_batch_size, plan_outputs, resolve_batch_size, stream
 from medscore.pipeline.memory import MAX_AUTO_BATCH, MAX_AUTO_BATCH_CPU, slice_bytes
-from medscore.reconstruct import denoise_file, inpaint_file, reconstruct_file
+from medscore.pipeline import denoise_file, inpaint_file, reconstruct_file
 from medscore.solvers import SamplerOptions, SolverResult
 from medscore.tasks import get_task
 

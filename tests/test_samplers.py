@@ -15,8 +15,8 @@ import pytest
 import torch
 from test_solvers import GaussianPrior, S, H, W, _complex_mean, _denoise_problem, _gen, _k_of, _line_mask, _rms
 
-from medscore import solvers
-from medscore.noise import geometric_sigmas
+from medscore import solvers, tasks
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.physics.mri import complex_to_channels, ifft2c
 from medscore.sampling import PRESETS, DenoisingDiffusion, PredictorCorrector, Preset, build_sampler, preset_table
@@ -48,7 +48,7 @@ def test_mri_complex_noiseless_posterior(mu, sampler, settings):
     y = op.A(x)
     post = complex_to_channels(ifft2c(mask * y + (1 - mask) * _k_of(_complex_mean(mu))))
     post_std = S * math.sqrt(1 - float(mask.mean()))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=50,
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=50,
                                   sigma_start=2.0, samples=n), real_image=False)
     assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
     assert abs(float(res.std.mean()) / post_std - 1) < 0.15, (float(res.std.mean()), post_std)
@@ -61,7 +61,7 @@ def test_inpainting_keeps_known_pixels_bit_for_bit(mu, sampler, settings):
     x = mu + S * torch.randn(2, 1, H, W, generator=g)
     mask = (torch.rand(H, W, generator=g) > 0.5).float()
     y = x * mask
-    res = solvers.inpaint(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=8, samples=1))
+    res = tasks.inpaint(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, num_levels=8, samples=1))
     known = mask.bool().expand_as(x)
     assert torch.equal(res.mean[known], y[known])
     assert res.nfe == build_sampler(sampler, **settings).nfe(8)
@@ -74,7 +74,7 @@ def test_denoising_posterior_mean_and_std(mu, sampler, settings):
     approximate likelihood term instead: less exact; denoising's default is the one-step Tweedie MMSE.)"""
     n = 256
     y, post, post_std = _denoise_problem(mu, 0.1)
-    res = solvers.denoise(GaussianPrior(mu, S), y, 0.1, _opts(sampler, settings, samples=n), method="sampler")
+    res = tasks.denoise(GaussianPrior(mu, S), y, 0.1, _opts(sampler, settings, samples=n), method="sampler")
     assert _rms(res.mean - post) < 2.5 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
     assert abs(float(res.std.mean()) / post_std - 1) < 0.2, (float(res.std.mean()), post_std)
 
@@ -99,7 +99,7 @@ def test_noisy_kspace_approaches_the_wiener_estimate(mu, sampler, settings, boun
     solve on the Tweedie estimate approximates it less closely than the likelihood-gradient chains."""
     n, noise_std = 128, 0.1
     mask, op, y, wiener = _noisy_kspace_and_wiener(mu, noise_std)
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, sigma_start=2.0, samples=n),
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, _opts(sampler, settings, sigma_start=2.0, samples=n),
                                   real_image=False, noise_std=noise_std)
     assert _rms(res.mean - wiener) < bound * _rms(op.A_dagger(y) - wiener)
     meas = (mask.expand(H, W) > 0)[None, None]
@@ -124,13 +124,13 @@ def test_slice_seeds_make_results_independent_of_batching(mu):
     y = SingleCoilMRI(mask, real_input=True).A(x)
     prior = GaussianPrior(mu, S)
     for sampler, settings in NEW + [("ald", {"n_steps_each": 2})]:
-        together = solvers.reconstruct_mri(prior, y, mask, _opts(sampler, settings, num_levels=5, samples=2,
+        together = tasks.reconstruct_mri(prior, y, mask, _opts(sampler, settings, num_levels=5, samples=2,
                                                                  slice_seeds=(10, 11, 12))).mean
-        alone = [solvers.reconstruct_mri(prior, y[i:i + 1], mask, _opts(sampler, settings, num_levels=5, samples=2,
+        alone = [tasks.reconstruct_mri(prior, y[i:i + 1], mask, _opts(sampler, settings, num_levels=5, samples=2,
                                                                         slice_seeds=(10 + i,))).mean for i in range(3)]
         assert torch.equal(together, torch.cat(alone)), sampler
     with pytest.raises(ValueError, match="slice_seeds"):
-        solvers.reconstruct_mri(prior, y, mask, SamplerOptions(slice_seeds=(1, 2)))
+        tasks.reconstruct_mri(prior, y, mask, SamplerOptions(slice_seeds=(1, 2)))
 
 
 def test_registry_and_presets_as_data(mu):
@@ -148,8 +148,8 @@ def test_registry_and_presets_as_data(mu):
     assert table["fast"].sampler == "ald" and table["mine"].nfe() == 3 and table["default"] == preset_table()["default"]
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=True).A(mu[None, None])
-    assert solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="fast")).nfe == 4 + 1
-    assert solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="mine")).nfe == 3
+    assert tasks.reconstruct_mri(prior, y, mask, SamplerOptions(preset="fast")).nfe == 4 + 1
+    assert tasks.reconstruct_mri(prior, y, mask, SamplerOptions(preset="mine")).nfe == 3
     # overrides: another sampler starts from that sampler's defaults
     assert SamplerOptions(preset="ald", sampler="ddim").resolve().settings == {}
     assert SamplerOptions(preset="fast", sampler="ddim", eta=0.0).resolve().settings == {"eta": 0.0}
@@ -186,7 +186,7 @@ def test_pnp_noiseless_mri_reaches_the_posterior_mean(mu):
     x = _complex_mean(mu) + S * torch.randn(1, 2, H, W, generator=_gen(6))
     y = op.A(x)
     post = complex_to_channels(ifft2c(mask * y + (1 - mask) * _k_of(_complex_mean(mu))))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False)
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False)
     assert _rms(res.mean - post) < 1e-3 * _rms(op.A_dagger(y) - post), _rms(res.mean - post)
     torch.testing.assert_close(op.A(res.mean), y, atol=1e-5, rtol=0)
     assert res.nfe == 40 and res.std is None
@@ -197,7 +197,7 @@ def test_pnp_noisy_kspace_reaches_the_wiener_estimate(mu):
     down, the iteration converges to the MAP, for a Gaussian prior the Wiener estimate."""
     noise_std = 0.1
     mask, op, y, wiener = _noisy_kspace_and_wiener(mu, noise_std)
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False, noise_std=noise_std)
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, _pnp(), real_image=False, noise_std=noise_std)
     assert _rms(res.mean - wiener) < 0.05 * _rms(op.A_dagger(y) - wiener), _rms(res.mean - wiener)
 
 
@@ -207,12 +207,12 @@ def test_pnp_inpainting_keeps_known_pixels_and_renoise_is_seeded(mu):
     mask = (torch.rand(H, W, generator=g) > 0.5).float()
     y = x * mask
     prior = GaussianPrior(mu, S)
-    res = solvers.inpaint(prior, y, mask, _pnp(num_levels=8))
+    res = tasks.inpaint(prior, y, mask, _pnp(num_levels=8))
     known = mask.bool().expand_as(x)
     assert torch.equal(res.mean[known], y[known]) and res.nfe == 8
     post = y + (1 - mask) * mu  # unknown pixels of an isotropic Gaussian: the prior mean
     assert _rms(res.mean - post) < 0.01 * _rms(y - post)
-    noisy = [solvers.inpaint(prior, y, mask, dataclasses.replace(_pnp(num_levels=8), renoise=0.5, seed=s)).mean
+    noisy = [tasks.inpaint(prior, y, mask, dataclasses.replace(_pnp(num_levels=8), renoise=0.5, seed=s)).mean
              for s in (1, 1, 2)]
     assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
     with pytest.raises(ValueError, match="renoise"):
@@ -261,7 +261,7 @@ def test_pnp_flip_ensemble_is_exact_for_a_flip_invariant_prior(mu):
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     y = op.A(_complex_mean(symmetric) + S * torch.randn(1, 2, H, W, generator=_gen(9)))
-    runs = [solvers.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, _pnp(flips=f), real_image=False)
+    runs = [tasks.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, _pnp(flips=f), real_image=False)
             for f in (False, True)]
     torch.testing.assert_close(runs[0].mean, runs[1].mean, atol=1e-5, rtol=0)
     assert runs[1].nfe == runs[0].nfe == 40
@@ -308,7 +308,7 @@ def test_the_chains_of_one_image_get_complementary_flips(mu):
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     y = op.A(_complex_mean(symmetric) + S * torch.randn(2, 2, H, W, generator=_gen(12)))
-    runs = [solvers.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, dataclasses.replace(_pnp(flips=f), samples=2), real_image=False)
+    runs = [tasks.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, dataclasses.replace(_pnp(flips=f), samples=2), real_image=False)
             for f in (False, True)]
     torch.testing.assert_close(runs[0].mean, runs[1].mean, atol=1e-5, rtol=0)
 
@@ -326,7 +326,7 @@ def test_a_prior_trained_without_flips_gets_no_flip_ensemble(mu, tmp_path):
     import json
 
     from _synth import tiny_model
-    from medscore.checkpoint import load_model
+    from medscore.priors.checkpoint import load_model
 
     folder = tiny_model(tmp_path / "m")
     assert load_model(folder).model.flip_invariant
@@ -338,8 +338,8 @@ def test_a_prior_trained_without_flips_gets_no_flip_ensemble(mu, tmp_path):
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=False).A(_complex_mean(mu))
     prior = GaussianPrior(mu, S)
-    flipped = solvers.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean
+    flipped = tasks.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean
     prior.flip_invariant = False
-    plain = solvers.reconstruct_mri(prior, y, mask, _pnp(flips=False), real_image=False).mean
-    torch.testing.assert_close(solvers.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean, plain)
+    plain = tasks.reconstruct_mri(prior, y, mask, _pnp(flips=False), real_image=False).mean
+    torch.testing.assert_close(tasks.reconstruct_mri(prior, y, mask, _pnp(flips=True), real_image=False).mean, plain)
     assert not torch.allclose(flipped, plain, atol=1e-4)

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medscore import solvers
+from medscore import solvers, tasks
 from medscore.errors import InputError
-from medscore.noise import geometric_sigmas
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import SingleCoilMRI
 from medscore.physics.mri import channels_to_complex, complex_to_channels, fft2c, ifft2c
 from medscore.sampling import PRESETS
@@ -99,7 +99,7 @@ def _denoise_problem(mu: torch.Tensor, sy: float, b: int = 1, seed: int = 3):
 def test_tweedie_denoise_is_the_exact_posterior_mean(mu):
     for sy in (0.02, 0.1, 0.3):
         y, post, _ = _denoise_problem(mu, sy, b=3)
-        res = solvers.denoise(GaussianPrior(mu, S), y, sy, method="tweedie", flip_average=False)
+        res = tasks.denoise(GaussianPrior(mu, S), y, sy, method="tweedie", flip_average=False)
         assert res.mean.shape == y.shape and res.std is None and res.nfe == 1
         torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
 
@@ -109,24 +109,24 @@ def test_symmetry_averaged_tweedie_is_exact_for_a_symmetric_prior_only(mu):
     flip_sym = 0.25 * (mu + mu.flip(-1) + mu.flip(-2) + mu.flip(-2, -1))
     d4_sym = 0.5 * (flip_sym + flip_sym.transpose(-1, -2))  # also transpose-invariant (H == W)
     y, post, _ = _denoise_problem(d4_sym, 0.1, b=3)
-    res = solvers.denoise(GaussianPrior(d4_sym, S), y, 0.1, method="tweedie")
+    res = tasks.denoise(GaussianPrior(d4_sym, S), y, 0.1, method="tweedie")
     assert res.nfe == 8
     torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
     y, post, _ = _denoise_problem(flip_sym, 0.1, b=3)
-    res = solvers.denoise(GaussianPrior(flip_sym, S), y, 0.1, method="tweedie", transpose=False)
+    res = tasks.denoise(GaussianPrior(flip_sym, S), y, 0.1, method="tweedie", transpose=False)
     assert res.nfe == 4
     torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
     # a prior without the symmetry: averaging over it changes the answer
-    assert not torch.allclose(solvers.denoise(GaussianPrior(flip_sym, S), y, 0.1).mean, post, atol=1e-3)
+    assert not torch.allclose(tasks.denoise(GaussianPrior(flip_sym, S), y, 0.1).mean, post, atol=1e-3)
     y, post, _ = _denoise_problem(mu, 0.1, b=3)
-    assert not torch.allclose(solvers.denoise(GaussianPrior(mu, S), y, 0.1, transpose=False).mean, post, atol=1e-3)
+    assert not torch.allclose(tasks.denoise(GaussianPrior(mu, S), y, 0.1, transpose=False).mean, post, atol=1e-3)
 
 
 def test_transposed_tweedie_on_a_non_square_image(mu):
     """Transposing a non-square batch and back gives the score in the input's layout (shape kept)."""
     y = torch.rand(2, 1, H, W + 6, generator=_gen(5))
     wide_mu = 0.5  # a constant mean: every transform is a symmetry, and it fits either layout
-    res = solvers.denoise(GaussianPrior(wide_mu, S), y, 0.1, method="tweedie")
+    res = tasks.denoise(GaussianPrior(wide_mu, S), y, 0.1, method="tweedie")
     post = (S**2 * y + 0.1**2 * wide_mu) / (S**2 + 0.1**2)
     assert res.mean.shape == y.shape and res.nfe == 8
     torch.testing.assert_close(res.mean, post, atol=1e-5, rtol=0)
@@ -136,7 +136,7 @@ def test_transposed_tweedie_on_a_non_square_image(mu):
 def test_langevin_denoise_matches_posterior_mean_and_std(mu, preset):
     sy, n = 0.1, 256
     y, post, post_std = _denoise_problem(mu, sy)
-    res = solvers.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset=preset, samples=n), method="langevin")
+    res = tasks.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset=preset, samples=n), method="langevin")
     assert res.mean.shape == y.shape and res.std is not None and res.std.shape == y.shape
     se = post_std / math.sqrt(n)
     # mean: within 3 Monte-Carlo standard errors (rms over pixels), far closer than the input itself
@@ -152,7 +152,7 @@ def test_langevin_denoise_keeps_batch_elements_apart(mu):
     y, post, post_std = _denoise_problem(mu, sy, b=2)
     y[1] += 0.5
     post[1] += 0.5 * S**2 / (S**2 + sy**2)
-    res = solvers.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset="ald-fast", samples=n), method="langevin")
+    res = tasks.denoise(GaussianPrior(mu, S), y, sy, SamplerOptions(preset="ald-fast", samples=n), method="langevin")
     assert res.mean.shape == (2, 1, H, W) and res.std.shape == (2, 1, H, W) and res.samples == n
     for b in range(2):
         assert _rms(res.mean[b] - post[b]) < 3 * post_std / math.sqrt(n)
@@ -161,7 +161,7 @@ def test_langevin_denoise_keeps_batch_elements_apart(mu):
 def test_denoise_rejects_nonpositive_noise(mu):
     y, _, _ = _denoise_problem(mu, 0.1)
     with pytest.raises(ValueError, match="noise_std"):
-        solvers.denoise(GaussianPrior(mu, S), y, 0.0)
+        tasks.denoise(GaussianPrior(mu, S), y, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_inpaint_posterior_mean_and_known_pixels(mu, consistency):
     g = _gen(4)
     x = mu + S * torch.randn(1, 1, H, W, generator=g)
     mask = (torch.rand(H, W, generator=g) > 0.5).float()
-    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=n),
+    res = tasks.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=n),
                           consistency=consistency)
     known, hole = mask.bool(), ~mask.bool()
     # every sample keeps them (the mean of identical floats may differ in the last bit)
@@ -201,11 +201,11 @@ def test_bf16_precision_perturbs_only_the_score(mu):
     g = _gen(6)
     x = mu + S * torch.randn(2, 1, H, W, generator=g)
     mask = (torch.rand(H, W, generator=g) > 0.5).float()
-    run = {p: solvers.inpaint(ConvGaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="fast", precision=p))
+    run = {p: tasks.inpaint(ConvGaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="fast", precision=p))
            for p in ("fp32", "auto")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # CPUs without native bf16: "emulated, slower"
-        run["bf16"] = solvers.inpaint(ConvGaussianPrior(mu, S), x * mask, mask,
+        run["bf16"] = tasks.inpaint(ConvGaussianPrior(mu, S), x * mask, mask,
                                       SamplerOptions(preset="fast", precision="bf16"))
     assert torch.equal(run["fp32"].mean, run["auto"].mean)
     known = mask.bool().expand_as(x)
@@ -221,7 +221,7 @@ def test_inpaint_per_sample_masks(mu):
     g = _gen(5)
     x = mu + S * torch.randn(2, 1, H, W, generator=g)
     mask = (torch.rand(2, 1, H, W, generator=g) > 0.5).float()
-    res = solvers.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=3))
+    res = tasks.inpaint(GaussianPrior(mu, S), x * mask, mask, SamplerOptions(preset="ald-fast", samples=3))
     assert res.mean.shape == (2, 1, H, W) and res.std.shape == (2, 1, H, W)
     torch.testing.assert_close(res.mean[mask.bool()], x[mask.bool()], atol=1e-6, rtol=0)
 
@@ -250,7 +250,7 @@ def test_mri_complex_noiseless_posterior(mu, consistency):
     k_mu = _k_of(_complex_mean(mu))
     post = complex_to_channels(ifft2c(mask * y + (1 - mask) * k_mu))
     post_std = S * math.sqrt(1 - float(mask.mean()))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=False, consistency=consistency)
     assert res.mean.shape == (1, 2, H, W) and res.std.shape == (1, 2, H, W)
     assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n), (_rms(res.mean - post), post_std / math.sqrt(n))
@@ -273,7 +273,7 @@ def test_mri_real_image_symmetric_mask_posterior(mu):
     assert float(post_c.imag.abs().max()) < 1e-5  # symmetric mask: the posterior mean is real
     post = post_c.real
     post_std = S * math.sqrt(1 - float(mask.mean()))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=True)
     assert res.mean.shape == (1, 1, H, W) and res.std.shape == (1, 1, H, W)
     assert _rms(res.mean - post) < 3 * post_std / math.sqrt(n)
@@ -296,7 +296,7 @@ def test_mri_noisy_kspace_is_wiener(mu, noise_std):
     k_mu = _k_of(_complex_mean(mu))
     w = S**2 / (S**2 + noise_std**2)
     wiener = complex_to_channels(ifft2c(mask * (w * y + (1 - w) * k_mu) + (1 - mask) * k_mu))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   real_image=False, noise_std=noise_std)
     zero_filled = op.A_dagger(y)
     assert _rms(res.mean - wiener) < 0.25 * _rms(zero_filled - wiener)
@@ -329,7 +329,7 @@ def test_multicoil_noisy_posterior_with_per_image_coil_maps(noise_std):
     op = MultiCoilMRI(mask, smaps)
     noise = torch.complex(torch.randn(2, coils, h, w, generator=g), torch.randn(2, coils, h, w, generator=g))
     y = op.A(x) + noise_std * mask * noise  # std noise_std per real component of every measured sample
-    res = solvers.reconstruct_mri(GaussianPrior(mu8, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
+    res = tasks.reconstruct_mri(GaussianPrior(mu8, S), y, mask, SamplerOptions(preset="ald-fast", samples=n),
                                   smaps=smaps, noise_std=noise_std)
     assert res.mean.shape == (2, 2, h, w) and res.std.shape == (2, 2, h, w)
     basis = torch.eye(d).reshape(d, 2, h, w)
@@ -347,7 +347,7 @@ def test_multicoil_noisy_posterior_with_per_image_coil_maps(noise_std):
 def test_mri_samples_one_gives_no_std(mu):
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=True).A(mu[None, None].expand(2, 1, H, W))
-    res = solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast"))
+    res = tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast"))
     assert res.mean.shape == (2, 1, H, W) and res.std is None and res.samples == 1
     assert res.nfe > 0 and res.seconds >= 0
 
@@ -362,21 +362,21 @@ def test_same_seed_same_result_other_seed_differs(mu):
     prior = GaussianPrior(mu, S)
 
     def run(seed):
-        return solvers.reconstruct_mri(prior, y, mask, SamplerOptions(preset="ald-fast", samples=2, seed=seed)).mean
+        return tasks.reconstruct_mri(prior, y, mask, SamplerOptions(preset="ald-fast", samples=2, seed=seed)).mean
 
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))
 
     def den(seed):
         opts = SamplerOptions(preset="ald-fast", seed=seed)
-        return solvers.denoise(prior, mu[None, None], 0.1, opts, method="langevin").mean
+        return tasks.denoise(prior, mu[None, None], 0.1, opts, method="langevin").mean
 
     assert torch.equal(den(3), den(3)) and not torch.equal(den(3), den(4))
 
     hole = (torch.arange(H * W).reshape(H, W) % 3 > 0).float()
 
     def inp(seed):
-        return solvers.inpaint(prior, mu[None, None] * hole, hole, SamplerOptions(preset="ald-fast", seed=seed)).mean
+        return tasks.inpaint(prior, mu[None, None] * hole, hole, SamplerOptions(preset="ald-fast", seed=seed)).mean
 
     assert torch.equal(inp(5), inp(5)) and not torch.equal(inp(5), inp(6))
     a = solvers.sample(prior, 2, (H, W), SamplerOptions(preset="ald-fast", seed=7)).mean
@@ -409,7 +409,7 @@ def test_callback_sees_every_level(mu):
     seen: list[tuple[int, int]] = []
     mask = _line_mask()
     y = SingleCoilMRI(mask, real_input=True).A(mu[None, None])
-    solvers.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", num_levels=5),
+    tasks.reconstruct_mri(GaussianPrior(mu, S), y, mask, SamplerOptions(preset="ald-fast", num_levels=5),
                             callback=lambda i, total: seen.append((i, total)))
     assert seen == [(i, 5) for i in range(5)]
 

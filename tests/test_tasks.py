@@ -15,14 +15,14 @@ from torch import nn
 from _synth import phantom, tiny_model
 from medscore import metrics as M
 from medscore.errors import InputError
-from medscore.evaluation import TASKS as SPECS
-from medscore.evaluation import degrade, medscore_method, run_method
-from medscore.models import load_prior
-from medscore.noise import geometric_sigmas
+from medscore.evaluation.specs import TASKS as SPECS
+from medscore.evaluation.specs import degrade, medscore_method, run_method
+from medscore.priors.store import load_prior
+from medscore.training.noise import geometric_sigmas
 from medscore.physics import DataConsistency
 from medscore.pipeline.outputs import DERIVED
 from medscore.solvers import SamplerOptions
-from medscore.tasks import TASKS, InpaintTask, TaskSpec, get_task, register_task, task_names
+from medscore.tasks import TASKS, InpaintInputs, InpaintTask, TaskSpec, get_task, register_task, task_names
 
 
 def _reference() -> torch.Tensor:
@@ -137,6 +137,6 @@ def test_a_new_task_is_one_registered_class(tiny):
         est, nfe = medscore_method(spec, tiny, SamplerOptions(preset="fast", seed=0))(prob)
         assert est.shape == prob.ref.shape and nfe > 0
         with pytest.raises(InputError, match="mask"):
-            get_task("test-box-inpaint").check_inputs(mask=None, missing=None)
+            get_task("test-box-inpaint").check_inputs(InpaintInputs())
     finally:
         del TASKS["test-box-inpaint"]

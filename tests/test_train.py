@@ -17,10 +17,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from _synth import QUIET_MONAI, phantom, write_nifti
-from medscore.checkpoint import load_model
+from medscore.priors.checkpoint import load_model
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
-from medscore.noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels
-from medscore.train import make_sigmas, resolve_device, train
+from medscore.training.noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels
+from medscore.training.loop import make_sigmas, train
+from medscore.devices import resolve_device
 from medscore.errors import ConfigError
 
 TESTS = Path(__file__).resolve().parent
@@ -125,7 +126,7 @@ def test_resume_after_interruption(data_dir, tmp_path):
 
 def test_cosine_schedule_is_followed_and_resumes_exactly(data_dir, tmp_path):
     """The logged rate is the schedule's at each step, and a run resumed mid-decay ends bitwise like a whole one."""
-    from medscore.lr_schedule import learning_rate
+    from medscore.training.lr_schedule import learning_rate
 
     kw = dict(lr_schedule="cosine", lr_final=1e-5)
     full, part = tmp_path / "full", tmp_path / "part"
@@ -155,7 +156,7 @@ def test_resume_without_state_is_an_error(data_dir, tmp_path):
 
 def test_fine_level_expert_trains_on_the_low_levels_only(data_dir, tmp_path, monkeypatch):
     """``noise.train_sigma_max`` restricts the levels drawn for the loss; the saved table stays the full one."""
-    import medscore.train as train_module
+    import medscore.training.loop as train_module
 
     seen: list[torch.Tensor] = []
     real_loss = train_module.dsm_loss
@@ -213,7 +214,7 @@ _DDP_WORKER = textwrap.dedent("""
     import torch
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
-    import medscore.train as T
+    import medscore.training.loop as T
     from test_train import tiny_cfg
 
     captured = {{}}

@@ -8,16 +8,9 @@ import torch
 
 from _synth import QUIET_MONAI, ODD_AFFINE, ODD_RAS_SPACING, odd_to_ras, phantom, write_dicom_series, write_nifti
 from medscore.config import DataConfig
-from medscore.dataset import find_scans, load_transforms, load_volumes, train_transforms, training_slices
+from medscore.training.dataset import find_scans, load_transforms, load_volumes, train_transforms, training_slices
 from medscore.errors import InputError
-from medscore.transforms import (
-    RandTissueContrast,
-    RandTissueContrastd,
-    RobustScaleIntensity,
-    RobustScaleIntensityd,
-    extract_slices,
-    unscale_intensity,
-)
+from medscore.transforms import (RandTissueContrast, RandTissueContrastd, RobustScaleIntensity, RobustScaleIntensityd, extract_slices, unscale_intensity)
 
 pytestmark = QUIET_MONAI
 
@@ -141,7 +134,7 @@ def dicom_series(tmp_path):
 
 
 def test_dicom_series_via_scanio(dicom_series):
-    from medscore.scanio import load_scan
+    from medscore.io.scans import load_scan
 
     folder, vol = dicom_series
     scan = load_scan(folder)

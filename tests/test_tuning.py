@@ -6,9 +6,9 @@ import json
 
 from _synth import tiny_model
 
-from medscore.checkpoint import load_model
+from medscore.priors.checkpoint import load_model
 from medscore.sampling import PRESETS
-from medscore.tuning import Candidate, Trial, choose_presets, default_candidates, write_presets
+from medscore.evaluation.tuning import Candidate, Trial, choose_presets, default_candidates, write_presets
 
 ALD = Candidate("ald", 6, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)))
 ALD49 = Candidate("ald", 16, 1, 0.3, (("n_steps_each", 3), ("multiplier", 12.0)))
@@ -34,8 +34,8 @@ def test_large_holes_get_their_own_override_and_scattered_pixels_fall_back():
     ``inpaint``; each gets its own best setting, and a preset without a hole override falls back to inpaint's."""
     import torch
 
-    from medscore.evaluation import TASKS, degrade
-    from medscore.tuning import preset_key
+    from medscore.evaluation.specs import TASKS, degrade
+    from medscore.evaluation.tuning import preset_key
 
     ref = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     assert preset_key(TASKS["inpaint-box"], degrade(TASKS["inpaint-box"], ref)) == "inpaint-hole"

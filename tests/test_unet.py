@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from _synth import QUIET_MONAI, phantom, write_nifti
-from medscore.checkpoint import WEIGHTS, load_model, save_model, sha256
+from medscore.priors.checkpoint import WEIGHTS, load_model, save_model, sha256
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.errors import CheckpointError, ConfigError
-from medscore.models import estimate_parameters
+from medscore.priors.checks import estimate_parameters
 from medscore.nets import UNetScore, build_model, count_parameters
-from medscore.noise import geometric_sigmas
-from medscore.train import train
-from medscore.train_data import with_random_phase
-from medscore.warm_start import warm_start
+from medscore.training.noise import geometric_sigmas
+from medscore.training.loop import train
+from medscore.training.batches import with_random_phase
+from medscore.training.init_from import warm_start
 from test_dsm import _gen, _rel_errors, _train
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 5)
@@ -141,7 +141,7 @@ def test_warm_start_refuses_another_architecture(tmp_path):
 def test_warm_start_from_the_default_prior_names_its_two_networks():
     """The default prior is a level split: ``init_from: bundled`` asks for one of its networks by name; each
     member loads into the default architecture."""
-    from medscore.models import bundled_info, load_prior
+    from medscore.priors.store import bundled_info, load_prior
 
     split = bundled_info(None)
     net = build_model(ModelConfig(arch="ncsn", ngf=32, conditioning="continuous"), geometric_sigmas(2.0, 0.01, 7))

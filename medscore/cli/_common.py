@@ -80,9 +80,9 @@ def preflight(scan, out, suffix: str, *, axis: int | None = 2, batch_size=None, 
     from pathlib import Path
 
     from ..errors import InputError
-    from ..fileio import ensure_writable
-    from ..scanio import output_paths, peek_shape
-    from ..validation import check_batch_size, check_slice_shape
+    from ..io.atomic import ensure_writable
+    from ..io.scans import output_paths, peek_shape
+    from ..checks import check_batch_size, check_slice_shape
 
     scan = Path(scan)
     if not scan.exists():
@@ -98,16 +98,3 @@ def preflight(scan, out, suffix: str, *, axis: int | None = 2, batch_size=None, 
     if not target.name.lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"--out must be a .nii or .nii.gz file, got {target.name}")
     ensure_writable(target, "--out")
-
-
-def series_option(fn, series: str | None) -> dict:
-    """``{"series_uid": series}`` for a file function that takes it; ``{}`` without --series."""
-    import inspect
-
-    from ..errors import InputError
-
-    if series is None:
-        return {}
-    if "series_uid" not in inspect.signature(fn).parameters:
-        raise InputError("--series is not supported by this command yet: copy the series into a folder of its own")
-    return {"series_uid": series}

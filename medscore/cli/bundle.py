@@ -17,7 +17,7 @@ def export_bundle_command(
 ) -> None:
     """Export a score prior as a MONAI bundle (configs, safetensors weights, README)."""
     with handle_errors():
-        from ..bundle import export_bundle
+        from ..monai.bundle import export_bundle
 
         root = export_bundle(directory, model, task=task)
         console.print(f"bundle written to {root}; run it with:\n"

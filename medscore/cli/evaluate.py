@@ -42,8 +42,8 @@ def demo_command(
 ) -> None:
     """Held-out embedded slices: 4x and 8x MRI, 70 % missing pixels, sigma 0.1 noise; medscore vs classical."""
     with handle_errors():
-        from ..benchmark import DEMO_TASKS, embedded_slices, run_tasks
-        from ..embedded import TEST_SLAB
+        from ..evaluation.benchmark import DEMO_TASKS, embedded_slices, run_tasks
+        from ..io.embedded import TEST_SLAB
 
         n = TEST_SLAB[1] - TEST_SLAB[0]
         k = max(1, min(slices, n))
@@ -67,10 +67,9 @@ def benchmark_command(
 ) -> None:
     """Every method on the same degraded held-out slab; writes docs/benchmarks.md and figures."""
     with handle_errors():
-        from ..benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, run_tasks, speed_table,
-                                 write_json, write_markdown)
+        from ..evaluation.benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, run_tasks, speed_table, write_json, write_markdown)
         from ..errors import InputError
-        from ..evaluation import TASKS
+        from ..evaluation.specs import TASKS
 
         names = BENCHMARK_TASKS if tasks == "all" else [t.strip() for t in tasks.split(",")]
         bad = [t for t in names if t not in TASKS]
@@ -123,7 +122,7 @@ measured data kept. It shows how much of a score is memorisation of the one temp
 
 def _curve_section(tables, ref, out: Path, model, log) -> str:
     """Quality-vs-NFE curves of every sampler on 4x MRI (test slices), as a table and a figure."""
-    from ..curves import nfe_curves, plot_curves
+    from ..evaluation.curves import nfe_curves, plot_curves
 
     curves = nfe_curves("mri-1d-4x", ref, model=model, log=log)
     t4 = next((t for t in tables if t.task == "mri-1d-4x"), None)
@@ -181,11 +180,11 @@ def tune_command(
     with handle_errors():
         import torch
 
-        from ..embedded import held_out
+        from ..io.embedded import held_out
         from ..errors import InputError
-        from ..evaluation import TASKS
-        from ..models import load_prior
-        from ..tuning import choose_presets, default_candidates, run_trials, write_presets
+        from ..evaluation.specs import TASKS
+        from ..priors.store import load_prior
+        from ..evaluation.tuning import choose_presets, default_candidates, run_trials, write_presets
 
         names = [t.strip() for t in tasks.split(",")]
         if any(t not in TASKS for t in names):

@@ -24,9 +24,9 @@ def mask_command(
         import numpy as np
 
         from ..errors import InputError
-        from ..fileio import atomic_path, ensure_writable
+        from ..io.atomic import atomic_path, ensure_writable
         from ..physics import acceleration, make_mask
-        from ..validation import check_choice, check_int
+        from ..checks import check_choice, check_int
 
         check_choice("--pattern", pattern, ("random", "equispaced", "poisson", "poisson-vd"))
         if out.suffix != ".npy":

@@ -13,7 +13,7 @@ from ._common import console, handle_errors
 
 def _rows(label: str, name: str | None) -> dict[str, str]:
     """The table rows of one bundled prior (``name`` None: the default one)."""
-    from ..models import BUNDLED_NAME, bundled_dir, bundled_info
+    from ..priors.store import BUNDLED_NAME, bundled_dir, bundled_info
 
     info: dict[str, Any] = bundled_info(name)
     if "switch_sigma" in info:
@@ -49,7 +49,7 @@ def models_command() -> None:
     with handle_errors():
         from rich.table import Table
 
-        from ..models import bundled_names
+        from ..priors.store import bundled_names
 
         table = Table(title="bundled models (the default is used when --model is not given; complex k-space "
                             "uses bundled:complex when it is there)", show_lines=True)
@@ -80,7 +80,7 @@ def level_split_command(
     Use the folder as --model anywhere; `medscore tune FOLDER` stores presets tuned for the pair in it.
     """
     with handle_errors():
-        from ..level_split import save_level_split
+        from ..priors.store import save_level_split
 
         path = save_level_split(out, _member(coarse, out), _member(fine, out), switch_sigma, name=name)
         console.print(f"level split written to {path}: --model {out}")

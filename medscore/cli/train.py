@@ -29,8 +29,8 @@ def train_command(
     with handle_errors():
         from ..config import TrainConfig, load_config, replace
         from ..errors import InputError
-        from ..fileio import check_out_dir
-        from ..train import train
+        from ..io.atomic import check_out_dir
+        from ..training.loop import train
 
         if modality != "mri":
             raise InputError(f"modality {modality!r} is not supported yet: use --modality mri")
@@ -49,7 +49,7 @@ def train_command(
         if resume and cfg.steps is not None and not (out / "resume.pt").exists():
             raise InputError(f"--resume: no resume.pt in {out}")
         if cfg.data.path is not None:
-            from ..dataset import load_volumes
+            from ..training.dataset import load_volumes
 
             load_volumes(cfg.data)  # read every scan before anything is written: a bad file fails here
         with progress_bar("loss", "rate") as bar:
@@ -66,7 +66,7 @@ def train_command(
 
 def _check_options(steps: int | None, batch_size: int | None, image_size: int | None, seed: int | None) -> None:
     """Numeric options, named as the user typed them (None = not given)."""
-    from ..validation import MIN_SLICE, check_int
+    from ..checks import MIN_SLICE, check_int
 
     for name, value, low in (("--steps", steps, 1), ("--batch-size", batch_size, 1),
                              ("--image-size", image_size, MIN_SLICE), ("--seed", seed, 0)):

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import (InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, crop_to, log_sigma_features,
-                     network_input)
+from .layers import (InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, crop_to, log_sigma_features, network_input)
 
 __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 
@@ -45,7 +44,7 @@ class RefineNetScore(nn.Module):
             its partner: ``s_re = f([re, im])``, ``s_im = f([im, re])`` with one network ``f`` of one output
             channel, run on both orderings in one batch. With ``f``'s partner weights at zero it is exactly a
             magnitude prior applied to each channel (the "RI" use of a 1-channel prior), so a complex prior can
-            start from a magnitude one (:func:`medscore.warm_start.warm_start`) without the saddle of two equal
+            start from a magnitude one (:func:`medscore.training.init_from.warm_start`) without the saddle of two equal
             output channels. It is also equivariant to swapping the channels (a conjugation and a rotation by
             pi / 2, under which a distribution of random-phase images is invariant).
     """

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from .base import LinearOperator, MaskedUnitary, real_inner
-from .coils import (calibration_width, estimate_image_maps, estimate_smaps, estimate_smaps_volume, map_correlation,
-                    real_image_phase, smooth_image_phase)
+from .coils import (calibration_width, estimate_image_maps, estimate_smaps, estimate_smaps_volume, map_correlation, real_image_phase, smooth_image_phase)
 from .consistency import DataConsistency, GradientStep, HardProjection, NoisyProjection
 from .denoising import Denoising, estimate_noise_std
 from .inpainting import Inpainting, largest_hole_radius
 from .masks import MaskError, acceleration, expand_mask, make_mask, validate_mask
-from .mri import (
-    MultiCoilMRI,
-    SingleCoilMRI,
-    channels_to_complex,
-    complex_to_channels,
-    fft2c,
-    ifft2c,
-    normalize_smaps,
-)
+from .mri import MultiCoilMRI, SingleCoilMRI, channels_to_complex, complex_to_channels, fft2c, ifft2c, normalize_smaps
 from .simulate import SimulatedAcquisition, birdcage_smaps, random_phase, simulate_multicoil
 
 __all__ = [

@@ -19,7 +19,7 @@ import torch
 from monai.apps.reconstruction.transforms.array import EquispacedKspaceMask, RandomKspaceMask
 
 from ..errors import InputError
-from ..validation import MAX_MASK_SIZE
+from ..checks import MAX_MASK_SIZE
 
 __all__ = ["MaskError", "make_mask", "expand_mask", "validate_mask", "acceleration", "PATTERNS"]
 

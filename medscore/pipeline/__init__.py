@@ -1,25 +1,26 @@
-"""File-level solvers as one streaming volume pipeline (see :mod:`medscore.reconstruct` for conventions).
+"""The one file driver: scan or k-space file -> scaled stack -> task -> streamed batches -> unscaled -> files.
 
-``volume`` (the batch loop into preallocated outputs), ``memory`` (``batch_size="auto"``), ``outputs``
-(output naming, pre-flight checks, writing), ``inputs`` (masks, k-space, coil maps), ``job`` (one scan file),
-``files`` (MRI, inpainting, denoising of scans), ``kspace`` and ``multicoil`` (measured single- and multi-coil
-k-space) and ``fastmri`` (their outputs: complex .npy, fastMRI .h5, JSON sidecar).
+``driver`` (:func:`solve_scan`, :func:`open_inputs`: every file input opened before the task sees arrays),
+``scan_source`` and ``kspace_source`` (the two kinds of input file: open, scale, stack, write), ``files`` (the front
+doors, one per task and kind of input), ``stream`` (batches into preallocated outputs, per-slice seeds), ``memory``
+(``batch_size="auto"``), ``outputs`` (output naming, pre-flight checks, writing) and ``fastmri`` (the outputs of
+k-space runs: complex .npy, fastMRI .h5, JSON sidecar).
 """
 
 from __future__ import annotations
 
-from .files import denoise_file, inpaint_file, reconstruct_file
-from .inputs import is_kspace_file, load_kspace, load_mask, open_kspace, open_smaps
-from .job import RunReport, ScanJob, slice_seed
-from .kspace import reconstruct_kspace_file
+from .driver import Source, open_inputs, solve_scan
+from .files import (denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file, reconstruct_multicoil_file,
+                    reconstruct_path)
+from .kspace_source import KSpaceSource
 from .memory import auto_batch_size, resolve_batch_size
-from .multicoil import reconstruct_multicoil_file
-from .outputs import DERIVED, OutputPlan, plan_outputs
-from .volume import Streamed, slices_of, stream, volume_of
+from .outputs import DERIVED, OutputPlan, RunReport, plan_outputs
+from .scan_source import ScanSource
+from .stream import Streamed, batch_options, slice_seed, slices_of, stream, volume_of
 
 __all__ = [
-    "RunReport", "ScanJob", "reconstruct_file", "inpaint_file", "denoise_file", "reconstruct_kspace_file",
-    "is_kspace_file", "load_kspace", "load_mask", "slices_of", "volume_of", "stream", "Streamed",
-    "auto_batch_size", "resolve_batch_size", "OutputPlan", "plan_outputs", "DERIVED", "slice_seed",
-    "reconstruct_multicoil_file", "open_kspace", "open_smaps",
+    "solve_scan", "Source", "ScanSource", "KSpaceSource", "open_inputs", "RunReport", "reconstruct_file",
+    "inpaint_file", "denoise_file", "reconstruct_kspace_file", "reconstruct_multicoil_file", "reconstruct_path", "slices_of", "volume_of",
+    "stream", "Streamed", "auto_batch_size", "resolve_batch_size", "OutputPlan", "plan_outputs", "DERIVED",
+    "slice_seed", "batch_options",
 ]

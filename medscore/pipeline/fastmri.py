@@ -25,11 +25,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, NonFiniteError
-from ..fileio import atomic_path
+from ..io.atomic import atomic_path
 from ..metrics import center_crop
-from ..scanio import Scan
+from ..io.scans import Scan
 from .outputs import OutputPlan, Panel, write_outputs
-from .volume import volume_of
+from .stream import volume_of
 
 __all__ = ["KSpaceRun", "crop_size", "write_kspace_outputs", "save_complex", "save_reconstruction_h5", "save_sidecar",
            "run_info"]
@@ -98,7 +98,7 @@ def save_sidecar(path: str | Path, info: dict[str, Any]) -> Path:
 def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
     """The sidecar's version, model (name, weights SHA-256, input channels), preset, sampler, network precision
     and seed for a run of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model)."""
-    from ..models import bundled_label
+    from ..priors.store import bundled_label
     from ..nets.accelerate import resolve_precision
     from ..solvers import presets_of
 

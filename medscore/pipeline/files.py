@@ -1,9 +1,10 @@
-"""File-level solvers on scans: any registered task through one streaming pipeline.
+"""Front doors of the file driver: one function per task and kind of input, each one call of :func:`solve_scan`.
 
-:func:`solve_scan` is the pipeline: load -> robust scale -> the task measures the slices
-(``Task.prepare_stack``) -> batches -> solver -> unscale -> NIfTI with the input's geometry (see
-``medscore.reconstruct`` for slicing, sizes and metrics conventions). ``reconstruct_file``,
-``inpaint_file`` and ``denoise_file`` are its MRI, inpainting and denoising front doors.
+Scans (NIfTI, DICOM series, .npy images): :func:`reconstruct_file` (retrospective undersampling), :func:`inpaint_file`,
+:func:`denoise_file`. Measured k-space (complex .npy, fastMRI .h5): :func:`reconstruct_kspace_file` (single or multi
+coil) and :func:`reconstruct_multicoil_file` (multi coil only). Sizes: the networks are fully convolutional, so
+slices are solved at their own size; a model trained with ``spatial: resize`` warns when slices are much larger
+than what it saw.
 """
 
 from __future__ import annotations
@@ -13,52 +14,24 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+from ..io.arrays import is_kspace_file
 from ..solvers import SamplerOptions
-from ..tasks import StackSolve, Task, get_task
-from .job import RunReport, ScanJob, batch_options
-from .outputs import OutputPlan, default_output, plan_outputs
-from .volume import Progress, Streamed
+from ..tasks import DenoiseInputs, InpaintInputs, MRIInputs, MultiCoilInputs
+from .driver import solve_scan
+from .kspace_source import Crop, KSpaceSource
+from .outputs import RunReport
+from .scan_source import ScanSource
+from .stream import Progress
 
-__all__ = ["solve_scan", "reconstruct_file", "inpaint_file", "denoise_file"]
+__all__ = ["reconstruct_file", "inpaint_file", "denoise_file", "reconstruct_kspace_file", "reconstruct_multicoil_file",
+           "reconstruct_path"]
 
 BatchSize = int | str
+ArrayOrPath = str | Path | np.ndarray
 
 
-def solve_scan(task: Task | str, scan: str | Path, *, model: Any = None, out: str | Path | None = None,
-               opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
-               progress: Progress | None = None, series_uid: str | None = None, **inputs: Any) -> RunReport:
-    """Solve ``task`` on every slice of a scan with the task's ``inputs`` (its ``prepare_stack`` keywords).
-
-    Writes ``OUT`` (medscore; default ``<scan>_<task.output_suffix>.nii.gz``), ``OUT_<baseline>`` and
-    metrics when the measurements were simulated from the scan, ``OUT_std`` (several samples) and a
-    PNG panel of the middle slice. ``batch_size``: slices per solver call, or ``"auto"`` (from free
-    memory). ``series_uid`` picks one series of a DICOM folder.
-    """
-    task = get_task(task) if isinstance(task, str) else task
-    task.check_inputs(**inputs)
-    job = ScanJob(scan, model, device, axis, series_uid)
-    opts = opts or SamplerOptions()
-    stack = task.prepare_stack(job.ref, job.device, opts, **inputs)
-    plan = plan_outputs(default_output(scan, out, task.output_suffix), scan, *stack.input_files)
-    res = job.run(lambda sl, cb: stack.solve(job.prior.model, sl, batch_options(opts, sl), cb), batch_size, progress,
-                  chains=stack.chains)
-    return _write(job, task, plan, res, stack)
-
-
-def _write(job: ScanJob, task: Task, plan: OutputPlan, res: Streamed, stack: StackSolve) -> RunReport:
-    """Metrics (simulated measurements only), then the estimate, the baseline, the std and the panel."""
-    report = RunReport(task.name, nfe=res.nfe, seconds=res.seconds, slices=len(job.ref))
-    panel = [(task.baseline_title, stack.baseline), ("medscore", res.mean)]
-    extras: dict[str, np.ndarray] = {}
-    if stack.simulated:
-        job.score(report, {task.baseline_title: stack.baseline, "medscore": res.mean})
-        panel += [("reference", job.ref), ("|error| x5", np.abs(res.mean - job.ref))]
-        extras[task.baseline_output] = stack.baseline
-    job.write(report, plan, res, extras, panel)
-    return report
-
-
-def reconstruct_file(scan: str | Path, mask: str | Path | np.ndarray, *, model=None, out: str | Path | None = None,
+def reconstruct_file(scan: str | Path, mask: ArrayOrPath, *, model: Any = None, out: str | Path | None = None,
                      opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
                      progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
     """Retrospective accelerated MRI: undersample each slice's k-space with ``mask`` and reconstruct.
@@ -67,27 +40,79 @@ def reconstruct_file(scan: str | Path, mask: str | Path | np.ndarray, *, model=N
     zero-filled | medscore | reference | |error| | std of the middle slice. ``batch_size``: slices per
     solver call, or ``"auto"`` (from free memory). ``series_uid`` picks one series of a DICOM folder.
     """
-    return solve_scan("mri", scan, model=model, out=out, opts=opts, axis=axis, batch_size=batch_size, device=device,
-                      progress=progress, series_uid=series_uid, mask=mask)
+    return solve_scan("mri", ScanSource(scan, axis, series_uid), MRIInputs(mask=mask), model=model, out=out,
+                      opts=opts, batch_size=batch_size, device=device, progress=progress)
 
 
-def inpaint_file(scan: str | Path, mask: str | Path | np.ndarray | None = None, *, missing: float | None = None,
-                 mask_seed: int = 0, model=None, out: str | Path | None = None, opts: SamplerOptions | None = None,
-                 axis: int = 2, batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
-                 series_uid: str | None = None) -> RunReport:
+def inpaint_file(scan: str | Path, mask: ArrayOrPath | None = None, *, missing: float | None = None,
+                 mask_seed: int = 0, model: Any = None, out: str | Path | None = None,
+                 opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
+                 progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
     """Fill pixels where ``mask`` is 0 (1 = known), or a random ``missing`` fraction of pixels per slice."""
-    return solve_scan("inpaint", scan, model=model, out=out, opts=opts, axis=axis, batch_size=batch_size,
-                      device=device, progress=progress, series_uid=series_uid, mask=mask, missing=missing,
-                      mask_seed=mask_seed)
+    return solve_scan("inpaint", ScanSource(scan, axis, series_uid),
+                      InpaintInputs(mask=mask, missing=missing, mask_seed=mask_seed), model=model, out=out, opts=opts,
+                      batch_size=batch_size, device=device, progress=progress)
 
 
-def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise: float | None = None, noise_seed: int = 0,
-                 method: str = "tweedie", model=None, out: str | Path | None = None, opts: SamplerOptions | None = None,
-                 axis: int = 2, batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
-                 series_uid: str | None = None) -> RunReport:
+def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise: float | None = None,
+                 noise_seed: int = 0, method: str = "tweedie", model: Any = None, out: str | Path | None = None,
+                 opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
+                 progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
     """Denoise a scan. ``add_noise`` simulates Gaussian noise of that std (on the [0, 1] scale: a fraction of the
     scan's 99.5th-percentile intensity) and scores against the clean input; otherwise the scan is the noisy
     input, ``noise_std`` is given on the same scale or estimated (scikit-image ``estimate_sigma``)."""
-    return solve_scan("denoise", scan, model=model, out=out, opts=opts, axis=axis, batch_size=batch_size,
-                      device=device, progress=progress, series_uid=series_uid, noise_std=noise_std,
-                      add_noise=add_noise, noise_seed=noise_seed, method=method)
+    inputs = DenoiseInputs(noise_std=noise_std, add_noise=add_noise, noise_seed=noise_seed, method=method)
+    return solve_scan("denoise", ScanSource(scan, axis, series_uid), inputs, model=model, out=out, opts=opts,
+                      batch_size=batch_size, device=device, progress=progress)
+
+
+def reconstruct_kspace_file(kspace: str | Path, mask: ArrayOrPath | None = None, *, model: Any = None,
+                            out: str | Path | None = None, opts: SamplerOptions | None = None,
+                            batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
+                            smaps: ArrayOrPath | None = None, crop: Crop = None, multicoil_only: bool = False) -> RunReport:
+    """Reconstruct measured k-space as a complex image, with the prior on its real and imaginary parts (or a
+    2-channel complex prior on the image itself).
+
+    Single coil ((H, W) or (S, H, W)) uses a one-coil map that carries the image's smooth phase; multi coil
+    ((S, C, H, W)) uses SENSE data consistency with ``smaps`` (None: estimated per slice by ESPIRiT; else a
+    .npy/.h5 file or an array, (S, C, H, W) or (C, H, W)). ``mask`` ((W,) or (H, W), a .npy or an array) None takes
+    the sampled locations from the non-zero k-space entries. There is no reference, so no metrics. Outputs: the
+    magnitude NIfTI (H, W, S) with an identity affine (k-space files carry no patient geometry), the complex image
+    .npy, a fastMRI .h5 (centre-cropped to ``crop``) and a JSON sidecar (:mod:`medscore.pipeline.fastmri`).
+    """
+    source = KSpaceSource(kspace, crop)
+    with source.open():
+        shape = source.src.shape  # type: ignore[union-attr]
+        if source.single_coil and multicoil_only:
+            raise InputError(f"{source.path.name}: single-coil k-space {shape}: use reconstruct_kspace_file "
+                             "(coil maps apply to multi-coil (S, C, H, W) k-space)")
+        if source.single_coil and smaps is not None:
+            raise InputError(f"{source.path.name}: coil maps need multi-coil k-space (S, C, H, W); this file is "
+                             f"single-coil {shape}")
+    return solve_scan("mri-multicoil", source, MultiCoilInputs(mask=mask, smaps=smaps), model=model, out=out,
+                      opts=opts, batch_size=batch_size, device=device, progress=progress)
+
+
+def reconstruct_multicoil_file(kspace_path: str | Path, mask: ArrayOrPath | None = None, *,
+                               smaps: ArrayOrPath | None = None, model: Any = None, out: str | Path | None = None,
+                               opts: SamplerOptions | None = None, batch_size: BatchSize = 4, crop: Crop = None,
+                               device: str = "auto", progress: Progress | None = None) -> RunReport:
+    """Reconstruct multi-coil k-space (fastMRI .h5 ``kspace`` or complex .npy, (S, C, H, W), centred): see
+    :func:`reconstruct_kspace_file`; single-coil files are refused."""
+    return reconstruct_kspace_file(kspace_path, mask, smaps=smaps, model=model, out=out, opts=opts,
+                                   batch_size=batch_size, crop=crop, device=device, progress=progress,
+                                   multicoil_only=True)
+
+
+def reconstruct_path(path: str | Path, mask: ArrayOrPath | None = None, *, smaps: ArrayOrPath | None = None,
+                     crop: Crop = None, axis: int = 2, series_uid: str | None = None, **run: Any) -> RunReport:
+    """``medscore reconstruct PATH``: measured k-space (a fastMRI .h5 or a complex .npy) through
+    :func:`reconstruct_kspace_file`, any other scan through :func:`reconstruct_file` (which needs ``mask``).
+    ``run``: the keywords the two share (model, out, opts, batch_size, device, progress)."""
+    if is_kspace_file(path):
+        return reconstruct_kspace_file(path, mask, smaps=smaps, crop=crop, **run)
+    if smaps is not None or crop is not None:
+        raise InputError("--smaps and --crop apply to k-space inputs (.h5, complex .npy)")
+    if mask is None:
+        raise InputError("--mask is required for image inputs (make one with `medscore mask`)")
+    return reconstruct_file(path, mask, axis=axis, series_uid=series_uid, **run)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..validation import check_batch_size
+from ..checks import check_batch_size
 
-__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes", "auto_batch_size", "resolve_batch_size"]
+__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes", "auto_batch_size", "resolve_batch_size",
+           "model_width"]
 
 BYTES_PER_PIXEL_CHANNEL = 128
 MAX_AUTO_BATCH = 32
@@ -68,3 +69,8 @@ def resolve_batch_size(batch_size: int | str, n: int, shape: tuple[int, int], de
     if value == "auto":
         return auto_batch_size(n, shape, device, ngf, chains, channels)
     return int(value)
+
+
+def model_width(meta: dict) -> int:
+    """Feature channels of a model's first level (``ngf`` in its ``model.json``), for the memory estimate."""
+    return int(meta.get("model", {}).get("ngf", 64))

@@ -9,24 +9,36 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import InputError, MedscoreError
-from ..fileio import check_not_input
-from ..scanio import Scan, output_paths, save_like
-from ..viz import save_panel
+from ..io.atomic import check_not_input
+from ..io.scans import Scan, output_paths, save_like
+from ..io.pictures import save_panel
 
-__all__ = ["DERIVED", "KSPACE_FILES", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs",
+__all__ = ["RunReport", "DERIVED", "KSPACE_FILES", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs",
            "Panel"]
 
 DERIVED = ("zerofilled", "masked", "noisy", "std")
 """Names of the NIfTI files written beside ``OUT`` (as ``OUT_<name>.nii.gz``) by some task."""
 KSPACE_FILES = {"complex": "_complex.npy", "fastmri": ".h5", "sidecar": ".json"}
 """Other files of k-space runs, named ``<OUT stem><suffix>``: complex image, fastMRI .h5, JSON sidecar."""
+
+
+@dataclass
+class RunReport:
+    """What a file-level run wrote and measured. ``metrics[method][metric]`` = (mean, std) over slices."""
+
+    task: str
+    outputs: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    nfe: int = 0
+    seconds: float = 0.0
+    slices: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,23 @@ task is one file with a ``@register_task`` class, imported below (see ``docs/des
 
 from __future__ import annotations
 
-from .base import (TASKS, Method, Problem, StackSolve, StackSolver, Task, TaskSpec, batch_of, get_task, per_image,
-                   register_task, task_names)
-from .mri import MRITask
-from .inpaint import InpaintTask
-from .denoise import DenoiseTask
-from .multicoil import MultiCoilSpec, MultiCoilTask
+from .base import (TASKS, ImageStack, KSpaceStack, Method, Problem, SliceReader, Stack, StackSolve, StackSolver, Task,
+                   TaskInputs, TaskSpec, batch_of, get_task, per_image, register_task, task_names)
+from .mri import MRIInputs, MRITask
+from .inpaint import InpaintInputs, InpaintTask
+from .denoise import DenoiseInputs, DenoiseTask
+from .multicoil import MultiCoilInputs, MultiCoilSpec, MultiCoilTask
 
 __all__ = [
-    "TASKS", "Task", "TaskSpec", "Problem", "Method", "StackSolve", "StackSolver", "register_task", "get_task",
+    "reconstruct_mri", "inpaint", "denoise", "TASKS", "Task", "TaskSpec", "Problem", "Method", "StackSolve",
+    "StackSolver", "register_task", "get_task",
     "task_names", "per_image", "batch_of", "MRITask", "InpaintTask", "DenoiseTask", "MultiCoilTask", "MultiCoilSpec",
+    "TaskInputs", "MRIInputs", "InpaintInputs", "DenoiseInputs", "MultiCoilInputs", "ImageStack", "KSpaceStack",
+    "SliceReader", "Stack",
 ]
+
+
+#: the tensor-level solvers of the three image tasks, under their historical names
+reconstruct_mri = get_task("mri").solve
+inpaint = get_task("inpaint").solve
+denoise = get_task("denoise").solve

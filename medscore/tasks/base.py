@@ -11,8 +11,9 @@ inferer). The API, the CLI, the file pipeline, the inferer and the benchmark loo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ from ..errors import InputError
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 
 __all__ = ["TaskSpec", "Problem", "Method", "StackSolve", "StackSolver", "Task", "TASKS", "register_task",
-           "get_task", "task_names", "per_image", "batch_of"]
+           "get_task", "task_names", "per_image", "batch_of", "TaskInputs", "ImageStack", "KSpaceStack", "SliceReader",
+           "Stack"]
 
 
 @dataclass(frozen=True)
@@ -63,21 +65,91 @@ StackSolver = Callable[[ScoreModel, slice, SamplerOptions, "LevelCallback | None
 """``solve(model, rows, opts, callback)``: the solver's result for the slices ``rows`` of a stack."""
 
 
+@dataclass(frozen=True)
+class TaskInputs:
+    """What a task needs besides the slices (a small dataclass per task). The fields named in ``FILES`` may hold
+    a file path when the caller gives one; the file driver opens those files before the task sees the inputs, so a
+    task only ever gets arrays (or, for large complex files, a :class:`SliceReader`)."""
+
+    FILES: ClassVar[tuple[str, ...]] = ()
+
+
+class SliceReader(Protocol):
+    """A complex array read in batches along its first axis (an opened k-space or coil-map file; ``path`` names it
+    in messages and sidecars)."""
+
+    path: Path
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def read(self, sl: slice) -> np.ndarray: ...
+
+
+@dataclass
+class ImageStack:
+    """Slices (N, H, W) of a scan on the model's [0, 1] scale: what image tasks measure and solve."""
+
+    ref: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.ref.shape[1:]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.ref)
+
+
+@dataclass
+class KSpaceStack:
+    """Measured centred k-space, read batch by batch: ``kspace`` (S, C, H, W) or single coil (S, H, W), its
+    sampling ``mask`` (H, W), the zero-filled root-sum-of-squares image (S, H, W) in file units, the ``scale`` that
+    maps the data to the model's scale and the k-space noise std (file units)."""
+
+    kspace: SliceReader
+    mask: np.ndarray
+    zerofilled: np.ndarray
+    scale: float
+    noise_std: float
+
+    @property
+    def single_coil(self) -> bool:
+        return len(self.kspace.shape) == 3
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.kspace.shape[-2:]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self.kspace.shape[0]
+
+    def coils(self, sl: slice) -> np.ndarray:
+        """Slices ``sl`` as (B, C, H, W); single-coil data get C = 1."""
+        k = self.kspace.read(sl)
+        return k[:, None] if k.ndim == 3 else k
+
+
+Stack = ImageStack | KSpaceStack
+
+
 @dataclass
 class StackSolve:
-    """A stack of slices (N, H, W) as a task measured it, ready to be solved batch by batch.
+    """A stack of slices as a task measured it, ready to be solved batch by batch.
 
     ``baseline`` is the estimate without a prior (complete once every batch is solved); ``chains`` the
-    sampler chains per slice (for the memory estimate); ``simulated`` says that the measurements were
-    simulated from the stack, which is then the reference for metrics; ``input_files`` are the files the
-    task read (outputs must never overwrite them).
+    sampler chains per slice and ``channels`` the image channels (2: complex images, streamed as their magnitude),
+    both for the memory estimate; ``simulated`` says that the measurements were simulated from the stack, which is
+    then the reference for metrics. ``extras`` are arrays the solve fills beside the estimate (the complex image of
+    measured k-space) and ``info`` what the run's sidecar records of the task's own steps.
     """
 
     solve: StackSolver
     baseline: np.ndarray
     chains: int
     simulated: bool = True
-    input_files: tuple[Any, ...] = ()
+    channels: int = 1
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -98,6 +170,7 @@ class Task(ABC):
     tune_override: ClassVar[bool] = True  # medscore tune: a different best setting becomes a per-task override
     report_fastmri: ClassVar[bool] = False  # the benchmark adds fastMRI-convention metrics
     complex_data: ClassVar[bool] = False  # solved as complex images: the bundled complex prior when there is one
+    inputs_type: ClassVar[type[TaskInputs]] = TaskInputs  # what prepare_stack takes besides the slices
 
     @abstractmethod
     def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
@@ -115,16 +188,17 @@ class Task(ABC):
         ``train_slices`` (same size as the test slices) adds the nearest-training-slice honesty check."""
 
     @abstractmethod
-    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, **inputs: Any) -> StackSolve:
-        """Measure the slices ``ref`` (N, H, W, [0, 1] scale) with the task's ``inputs`` (masks, noise levels,
-        ...; each task names its own keywords) for :class:`StackSolve` batches on ``device``."""
+    def prepare_stack(self, stack: Stack, device: torch.device, opts: SamplerOptions,
+                      inputs: TaskInputs) -> StackSolve:
+        """Measure the slices of ``stack`` with the task's ``inputs`` (an instance of ``inputs_type``, files already
+        opened) for :class:`StackSolve` batches on ``device``."""
 
     def preset_key(self, mask: Any = None) -> str:
         """The key of the presets' per-task overrides this problem is solved under: the task's name, or a
         regime of it (``inpaint-hole``) that falls back to the task's own override."""
         return self.name
 
-    def check_inputs(self, **inputs: Any) -> None:
+    def check_inputs(self, inputs: TaskInputs) -> None:
         """Checks of the ``inputs`` of :meth:`prepare_stack` made before any scan or model is loaded."""
 
     def chains(self, opts: SamplerOptions, method: str | None = None) -> int:

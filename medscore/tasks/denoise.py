@@ -8,21 +8,34 @@ likelihood term.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_positive
 from ..errors import InputError
+from .. import physics
 from ..physics import DataConsistency, Denoising
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
-                       model_sigmas, repeat_chains, solve, tweedie_denoise)
-from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, per_image, register_task
+from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, model_sigmas, repeat_chains, solve, tweedie_denoise)
+from .base import (ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, per_image,
+                   register_task)
 
-__all__ = ["DenoiseTask"]
+__all__ = ["DenoiseTask", "DenoiseInputs"]
+
+
+@dataclass(frozen=True)
+class DenoiseInputs(TaskInputs):
+    """The noise: its std ``noise_std`` on the [0, 1] scale (None: estimated), or ``add_noise`` to simulate noise of
+    that std (seeded by ``noise_seed``) and score against the clean slices; the solver ``method``."""
+
+    noise_std: float | None = None
+    add_noise: float | None = None
+    noise_seed: int = 0
+    method: str = "tweedie"
 
 
 @register_task
@@ -39,6 +52,7 @@ class DenoiseTask(Task):
     methods = DENOISE_METHODS
     preset_free_methods = ("tweedie",)
     tune_override = False
+    inputs_type = DenoiseInputs
 
     def operator(self, noise_std: float) -> Denoising:
         """The identity, with the noise level (not projectable: a projection would return the noisy image)."""
@@ -113,27 +127,22 @@ class DenoiseTask(Task):
             methods["nearest training slice"] = lambda p: (nearest_training_slice(lambda x: x, p.y, train_slices), 0)
         return methods
 
-    def check_inputs(self, *, noise_std: float | None = None, add_noise: float | None = None,
-                     method: str = "tweedie", **_others: Any) -> None:
+    def check_inputs(self, inputs: DenoiseInputs) -> None:
         """Noise levels > 0 when given, a known method."""
-        from ..validation import check_positive
-
-        for name, value in (("noise_std", noise_std), ("add_noise", add_noise)):
+        for name, value in (("noise_std", inputs.noise_std), ("add_noise", inputs.add_noise)):
             if value is not None:
                 check_positive(name, value)
-        if method not in self.methods:
-            raise InputError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
+        if inputs.method not in self.methods:
+            raise InputError(f"unknown denoising method {inputs.method!r}; choose from {', '.join(self.methods)}")
 
-    def noisy_input(self, ref: np.ndarray, noise_std: float | None, add_noise: float | None,
-                    noise_seed: int) -> tuple[np.ndarray, float]:
+    def noisy_input(self, ref: np.ndarray, inputs: DenoiseInputs) -> tuple[np.ndarray, float]:
         """The noisy stack (simulated with ``add_noise``, else ``ref`` itself) and the noise std on the [0, 1]
         scale (given, or estimated with scikit-image)."""
-        from .. import physics
-
+        noise_std, add_noise = inputs.noise_std, inputs.add_noise
         if add_noise is not None:
             if add_noise <= 0:
                 raise InputError(f"--add-noise must be > 0, got {add_noise}")
-            rng = np.random.default_rng(noise_seed)
+            rng = np.random.default_rng(inputs.noise_seed)
             noisy = (ref + add_noise * rng.standard_normal(ref.shape)).astype(np.float32)
             sigma = float(add_noise if noise_std is None else noise_std)
         else:
@@ -145,15 +154,15 @@ class DenoiseTask(Task):
             raise InputError(f"noise std must be > 0, got {sigma}")
         return noisy, sigma
 
-    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *,
-                      noise_std: float | None = None, add_noise: float | None = None, noise_seed: int = 0,
-                      method: str = "tweedie") -> StackSolve:
-        """Denoise the slices (or a copy with simulated noise of std ``add_noise``, seeded by ``noise_seed``);
-        ``noise_std`` None: estimated. Baseline: the noisy slices; only simulated noise has a reference."""
-        noisy, sigma = self.noisy_input(ref, noise_std, add_noise, noise_seed)
+    def prepare_stack(self, stack: ImageStack, device: torch.device, opts: SamplerOptions,
+                      inputs: DenoiseInputs) -> StackSolve:
+        """Denoise the slices (or a copy with simulated noise); the noise std given or estimated. Baseline: the
+        noisy slices; only simulated noise has a reference."""
+        noisy, sigma = self.noisy_input(stack.ref, inputs)
 
         def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
                        callback: LevelCallback | None) -> SolverResult:
-            return self.solve(model, batch_of(noisy, rows, device), sigma, opts_rows, method=method, callback=callback)
+            return self.solve(model, batch_of(noisy, rows, device), sigma, opts_rows, method=inputs.method,
+                              callback=callback)
 
-        return StackSolve(solve_rows, noisy, self.chains(opts, method), simulated=add_noise is not None)
+        return StackSolve(solve_rows, noisy, self.chains(opts, inputs.method), simulated=inputs.add_noise is not None)

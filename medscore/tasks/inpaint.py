@@ -7,6 +7,7 @@ biharmonic inpainting (large holes), plus noise at the preset's ``sigma_start``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -14,15 +15,16 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..physics import DataConsistency, Inpainting
+from ..checks import check_mask_or_missing
+from ..physics import DataConsistency, Inpainting, expand_mask
 from ..physics.inpainting import largest_hole_radius
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
-                       repeat_chains, solve)
-from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, per_image, register_task
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, repeat_chains, solve)
+from .base import (ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, per_image,
+                   register_task)
 
-__all__ = ["InpaintTask"]
+__all__ = ["InpaintTask", "InpaintInputs"]
 
 Consistency = Literal["noisy", "hard"]
 # Holes wider than this (in pixels, from their farthest pixel to the nearest known one) use the presets'
@@ -37,6 +39,17 @@ Consistency = Literal["noisy", "hard"]
 HOLE_RADIUS = 4.5
 
 
+@dataclass(frozen=True)
+class InpaintInputs(TaskInputs):
+    """The known pixels: a 0/1 ``mask`` (H, W) for every slice (1 = known), or a random ``missing`` fraction of
+    pixels per slice, seeded by ``mask_seed``; exactly one of the two."""
+
+    FILES = ("mask",)
+    mask: Any = None
+    missing: float | None = None
+    mask_seed: int = 0
+
+
 @register_task
 class InpaintTask(Task):
     """Inpainting of missing pixels (a file mask, random pixels or a central box)."""
@@ -48,6 +61,7 @@ class InpaintTask(Task):
     baseline_method = "masked input"
     baseline_title = "input"
     baseline_output = "masked"
+    inputs_type = InpaintInputs
 
     def operator(self, mask: Any) -> Inpainting:
         """``y = m x`` with ``mask`` (H, W) or per image (B, 1, H, W), 1 = known pixel."""
@@ -129,33 +143,29 @@ class InpaintTask(Task):
             methods["nearest training slice"] = nearest
         return methods
 
-    def check_inputs(self, *, mask: Any = None, missing: float | None = None, **_others: Any) -> None:
+    def check_inputs(self, inputs: InpaintInputs) -> None:
         """A mask or a random missing fraction: exactly one of the two."""
-        from ..validation import check_mask_or_missing
+        check_mask_or_missing(inputs.mask, inputs.missing, mask_name="mask", missing_name="missing")
 
-        check_mask_or_missing(mask, missing, mask_name="mask", missing_name="missing")
-
-    def slice_masks(self, n: int, shape: tuple[int, int], mask: Any, missing: float | None,
-                    mask_seed: int) -> np.ndarray:
-        """(N, H, W) masks: one file mask for every slice, or a random ``missing`` fraction per slice."""
-        from ..pipeline.inputs import load_mask
-
-        if mask is None:
-            if missing is None or not 0 < missing < 1:
+    def slice_masks(self, n: int, shape: tuple[int, int], inputs: InpaintInputs) -> np.ndarray:
+        """(N, H, W) masks: one given mask for every slice, or a random ``missing`` fraction per slice."""
+        if inputs.mask is None:
+            if inputs.missing is None or not 0 < inputs.missing < 1:
                 raise InputError("inpainting needs --mask HOLES.npy or --missing FRACTION in (0, 1)")
-            rng = np.random.default_rng(mask_seed)
-            return (rng.random((n, *shape)) >= missing).astype(np.float32)
-        return np.broadcast_to(load_mask(mask, shape), (n, *shape))
+            rng = np.random.default_rng(inputs.mask_seed)
+            return (rng.random((n, *shape)) >= inputs.missing).astype(np.float32)
+        return np.broadcast_to(expand_mask(inputs.mask, shape), (n, *shape))
 
-    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *, mask: Any = None,
-                      missing: float | None = None, mask_seed: int = 0) -> StackSolve:
-        """Remove the pixels where ``mask`` ((H, W), a .npy path or an array; 1 = known) is 0 in every slice,
-        or a random ``missing`` fraction per slice (seeded by ``mask_seed``). Baseline: the masked slices."""
-        masks = self.slice_masks(len(ref), ref.shape[1:], mask, missing, mask_seed)
+    def prepare_stack(self, stack: ImageStack, device: torch.device, opts: SamplerOptions,
+                      inputs: InpaintInputs) -> StackSolve:
+        """Remove the pixels where the mask is 0 in every slice, or a random ``missing`` fraction per slice.
+        Baseline: the masked slices."""
+        ref = stack.ref
+        masks = self.slice_masks(len(ref), stack.shape, inputs)
 
         def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
                        callback: LevelCallback | None) -> SolverResult:
             known = torch.from_numpy(np.array(masks[rows])[:, None]).to(device)
             return self.solve(model, batch_of(ref, rows, device) * known, known, opts_rows, callback=callback)
 
-        return StackSolve(solve_rows, ref * masks, self.chains(opts), input_files=(mask,))
+        return StackSolve(solve_rows, ref * masks, self.chains(opts))

@@ -9,6 +9,7 @@ the zero-filled image plus noise at the preset's ``sigma_start``. The operator, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -17,15 +18,14 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..physics import (DataConsistency, MultiCoilMRI, SingleCoilMRI, channels_to_complex, complex_to_channels,
-                       make_mask)
+                       expand_mask, make_mask)
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
-                       presets_of, repeat_chains, solve)
-from .base import Method, Problem, StackSolve, Task, TaskSpec, batch_of, register_task
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, presets_of, repeat_chains, solve)
+from .base import ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, register_task
 from .phase_pass import solve_two_pass
 
-__all__ = ["MRITask", "MULTICOIL_KEY", "DENSE_KEY", "DENSE_FRACTION"]
+__all__ = ["MRITask", "MRIInputs", "MULTICOIL_KEY", "DENSE_KEY", "DENSE_FRACTION"]
 
 Consistency = Literal["noisy", "hard", "gradient"]
 MRIOperator = SingleCoilMRI | MultiCoilMRI
@@ -37,6 +37,19 @@ MULTICOIL_KEY = "mri-multicoil"
 #: (validation slab, 1D 4x: 30 levels from sigma 0.3 matched 50 levels from sigma 1). It falls back to ``mri``.
 DENSE_KEY = "mri-dense"
 DENSE_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class MRIInputs(TaskInputs):
+    """Retrospective undersampling: a 0/1 k-space ``mask`` ((W,) lines or (H, W)), or a ``mask_pattern`` drawn at
+    ``accel`` with a fully sampled ``center`` fraction for the slice size, seeded by ``mask_seed``."""
+
+    FILES = ("mask",)
+    mask: Any = None
+    mask_pattern: str | None = None
+    accel: float = 4.0
+    center: float = 0.08
+    mask_seed: int = 0
 
 
 @register_task
@@ -51,6 +64,7 @@ class MRITask(Task):
     baseline_title = "zero-filled"
     baseline_output = "zerofilled"
     tune_as_base = True
+    inputs_type = MRIInputs
 
     def operator(self, mask: Any, *, real_image: bool = True, smaps: Tensor | None = None) -> MRIOperator:
         """``M F`` on a real (B, 1, H, W) or complex (B, 2, H, W) image; ``M F S_k`` with coil maps ``smaps``."""
@@ -148,23 +162,24 @@ class MRITask(Task):
             return DENSE_KEY
         return self.name
 
-    def check_inputs(self, *, mask: Any = None, mask_pattern: str | None = None, **_others: Any) -> None:
+    def check_inputs(self, inputs: MRIInputs) -> None:
         """A mask, or a pattern to draw one from."""
-        if mask is None and mask_pattern is None:
+        if inputs.mask is None and inputs.mask_pattern is None:
             raise InputError("MRI needs a k-space mask (make one with `medscore mask`)")
 
-    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *, mask: Any = None,
-                      mask_pattern: str | None = None, accel: float = 4.0, center: float = 0.08,
-                      mask_seed: int = 0) -> StackSolve:
-        """Retrospective undersampling of every slice with ``mask`` ((W,) lines or (H, W), a .npy path or an
-        array; None draws ``mask_pattern`` at ``accel`` for the slice size, seeded by ``mask_seed``).
-        Baseline: the zero-filled magnitude ``|F^H M y|``."""
-        from ..pipeline.inputs import load_mask
+    def slice_mask(self, inputs: MRIInputs, shape: tuple[int, int]) -> np.ndarray:
+        """The (H, W) mask of every slice: the given one, or ``mask_pattern`` drawn for ``shape``."""
+        self.check_inputs(inputs)
+        if inputs.mask is not None:
+            return expand_mask(inputs.mask, shape)
+        return expand_mask(make_mask(inputs.mask_pattern, shape, inputs.accel, inputs.center, inputs.mask_seed), shape)
 
-        self.check_inputs(mask=mask, mask_pattern=mask_pattern)
-        shape = ref.shape[1:]
-        drawn = mask if mask is not None else make_mask(mask_pattern, shape, accel, center, mask_seed)
-        m = torch.from_numpy(load_mask(drawn, shape)).to(device)
+    def prepare_stack(self, stack: ImageStack, device: torch.device, opts: SamplerOptions,
+                      inputs: MRIInputs) -> StackSolve:
+        """Retrospective undersampling of every slice with the inputs' mask. Baseline: the zero-filled magnitude
+        ``|F^H M y|``."""
+        ref = stack.ref
+        m = torch.from_numpy(self.slice_mask(inputs, stack.shape)).to(device)
         op = self.operator(m)
         zero = np.empty_like(ref)
 
@@ -174,4 +189,4 @@ class MRITask(Task):
             zero[rows] = op.zero_filled_magnitude(y)[:, 0].cpu().numpy()
             return self.solve(model, y, m, opts_rows, real_image=True, callback=callback)
 
-        return StackSolve(solve_rows, zero, self.chains(opts), input_files=(mask,))
+        return StackSolve(solve_rows, zero, self.chains(opts))

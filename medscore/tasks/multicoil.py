@@ -3,7 +3,7 @@
 Each magnitude slice gets a realistic phase, birdcage coil maps and complex k-space noise
 (:func:`medscore.physics.simulate_multicoil`), is undersampled by the spec's mask, and its coil maps are
 estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`: the whole fully sampled centre),
-their phase chosen so the image they encode is close to real (:mod:`medscore.coilmaps`: the calibration
+their phase chosen so the image they encode is close to real (:mod:`medscore.tasks.coil_phase`: the calibration
 region's phase, refined by that of a short TV-CS reconstruction): no fully sampled
 data, no true maps and no magnitude-only undersampling reach any method (the "implicit data crime" of
 Shimron et al., PNAS 2022). medscore solves for the complex image (two channels, the
@@ -25,15 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..physics import MultiCoilMRI, ifft2c, make_mask, map_correlation, simulate_multicoil
-from ..coilmaps import estimate_reconstruction_maps
+from ..physics import MultiCoilMRI, expand_mask, ifft2c, make_mask, map_correlation, simulate_multicoil
+from .coil_phase import estimate_reconstruction_maps
 from ..physics.coils import MIN_CALIB, calibration_width
-from ..physics.masks import expand_mask
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
-from .base import Method, Problem, StackSolve, TaskSpec, register_task
-from .mri import MULTICOIL_KEY, MRITask
+from .base import ImageStack, KSpaceStack, Method, Problem, Stack, StackSolve, TaskSpec, register_task
+from .measured import prepare_measured
+from .mri import MULTICOIL_KEY, MRIInputs, MRITask
 
-__all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilProblem", "Acquisition", "root_sum_of_squares"]
+__all__ = ["MultiCoilTask", "MultiCoilSpec", "MultiCoilInputs", "MultiCoilProblem", "Acquisition",
+           "root_sum_of_squares"]
 
 DEFAULT_COILS = 8
 SUPPORT_LEVEL = 0.05  # object support for the map correlation: reference magnitude above this
@@ -44,6 +45,18 @@ class MultiCoilSpec(TaskSpec):
     """A benchmark degradation of the multi-coil task: a :class:`TaskSpec` with its number of ``coils``."""
 
     coils: int = DEFAULT_COILS
+
+
+@dataclass(frozen=True)
+class MultiCoilInputs(MRIInputs):
+    """Simulated acquisitions of image slices: :class:`~medscore.tasks.mri.MRIInputs` with ``coils`` coils and
+    complex k-space noise of std ``kspace_noise``. Measured k-space uses only ``smaps`` (coil maps: an array or an
+    opened file, (S, C, H, W) or (C, H, W); None: estimated); its mask comes with the k-space."""
+
+    FILES = ("mask", "smaps")
+    coils: int = DEFAULT_COILS
+    kspace_noise: float = 0.0
+    smaps: Any = None
 
 
 @dataclass
@@ -95,6 +108,7 @@ class MultiCoilTask(MRITask):
     baseline_output = "zerofilled"
     report_fastmri = True
     complex_data = True
+    inputs_type = MultiCoilInputs
 
     def preset_key(self, mask: Any = None, smaps: Any = None) -> str:
         """Always ``mri-multicoil``: its problems carry coil maps whatever the mask (the solve passes them; the
@@ -103,7 +117,7 @@ class MultiCoilTask(MRITask):
 
     def coil_maps(self, kspace: np.ndarray, mask: np.ndarray) -> Tensor:
         """The maps (B, K, H, W) every method gets for undersampled k-space (B, K, H, W): ESPIRiT from the
-        autocalibration region and the image's smooth phase (:func:`medscore.coilmaps.estimate_reconstruction_maps`,
+        autocalibration region and the image's smooth phase (:func:`medscore.tasks.coil_phase.estimate_reconstruction_maps`,
         as the file pipeline does)."""
         return estimate_reconstruction_maps(kspace, mask)
 
@@ -174,27 +188,34 @@ class MultiCoilTask(MRITask):
                 torch.from_numpy(magnitude(fn(p.y, p.op, lam=lam)))[:, None], 0)
         return methods
 
-    def prepare_stack(self, ref: np.ndarray, device: torch.device, opts: SamplerOptions, *, mask: Any = None,
-                      mask_pattern: str | None = None, accel: float = 4.0, center: float = 0.08, mask_seed: int = 0,
-                      coils: int = DEFAULT_COILS, kspace_noise: float = 0.0) -> StackSolve:
-        """Simulated ``coils``-coil acquisitions of every slice (slice i from the seed ``(mask_seed, i)``), under
-        ``mask`` ((W,) or (H, W), array or .npy; None draws ``mask_pattern`` as in :meth:`degrade`), ESPIRiT maps
-        per batch. Estimate and baseline (zero-filled RSS) are magnitudes; the std is that of the complex value."""
-        from ..pipeline.inputs import load_mask
+    def check_inputs(self, inputs: MultiCoilInputs) -> None:
+        """Measured k-space needs nothing; a simulation needs a mask or a pattern (checked when it is prepared)."""
 
-        self.check_inputs(mask=mask, mask_pattern=mask_pattern)
-        shape = ref.shape[1:]
-        m = (load_mask(mask, shape) if mask is not None
-             else self.calibrated_mask(mask_pattern, shape, accel, center, mask_seed))
+    def prepare_stack(self, stack: Stack, device: torch.device, opts: SamplerOptions,
+                      inputs: MultiCoilInputs) -> StackSolve:
+        """Measured k-space (:class:`KSpaceStack`): :func:`~medscore.tasks.measured.prepare_measured`. Image slices:
+        simulated ``coils``-coil acquisitions of every slice (slice i from the seed ``(mask_seed, i)``), under the
+        inputs' mask (None draws ``mask_pattern`` as in :meth:`degrade`), ESPIRiT maps per batch. Estimate and
+        baseline (zero-filled RSS) are magnitudes; the std is that of the complex value."""
+        if isinstance(stack, KSpaceStack):
+            return prepare_measured(self, stack, device, opts, inputs.smaps)
+        return self._prepare_simulated(stack, device, opts, inputs)
+
+    def _prepare_simulated(self, stack: ImageStack, device: torch.device, opts: SamplerOptions,
+                           inputs: MultiCoilInputs) -> StackSolve:
+        MRITask.check_inputs(self, inputs)
+        ref, shape = stack.ref, stack.shape
+        m = (expand_mask(inputs.mask, shape) if inputs.mask is not None
+             else self.calibrated_mask(inputs.mask_pattern, shape, inputs.accel, inputs.center, inputs.mask_seed))
         rss = np.empty_like(ref)
 
         def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
                        callback: LevelCallback | None) -> SolverResult:
-            seeds = [(mask_seed, i) for i in range(*rows.indices(len(ref)))]
-            acq = self.acquire(ref[rows], m, coils, kspace_noise, seeds)
+            seeds = [(inputs.mask_seed, i) for i in range(*rows.indices(len(ref)))]
+            acq = self.acquire(ref[rows], m, inputs.coils, inputs.kspace_noise, seeds)
             rss[rows] = acq.baseline[:, 0].numpy()
             res = self.solve(model, acq.y.to(device), torch.from_numpy(m).to(device), opts_rows, real_image=False,
-                             noise_std=kspace_noise, smaps=acq.smaps.to(device), callback=callback)
+                             noise_std=inputs.kspace_noise, smaps=acq.smaps.to(device), callback=callback)
             return _magnitude(res)
 
-        return StackSolve(solve_rows, rss, self.chains(opts), input_files=(mask,))
+        return StackSolve(solve_rows, rss, self.chains(opts))

@@ -2,7 +2,7 @@
 
 Coil maps are defined up to a per-pixel complex factor that the image absorbs (``S_k x = (S_k c)(x / c)``), and
 the priors applied to the real and imaginary parts of a complex image need a nearly real image
-(:mod:`medscore.coilmaps`). The maps medscore estimates carry the phase of a short TV-CS reconstruction; a first
+(:mod:`medscore.tasks.coil_phase`). The maps medscore estimates carry the phase of a short TV-CS reconstruction; a first
 medscore pass (the preset's ``prepass``) gives a better estimate of the whole image, so its low-passed phase is
 moved into the maps too, and the main pass warm-starts from that estimate, rotated to be nearly real, at its own
 ``sigma_start``. The result is rotated back, so the output keeps the convention of the maps the caller gave.
@@ -19,11 +19,10 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..coilmaps import PHASE_SMOOTHING
+from .coil_phase import PHASE_SMOOTHING
 from ..physics import channels_to_complex, complex_to_channels, smooth_image_phase
 from ..sampling import Preset, select_levels
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
-                       model_sigmas, solve)
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, model_sigmas, solve)
 
 __all__ = ["solve_two_pass", "PREPASS_SEED_OFFSET"]
 

@@ -21,7 +21,7 @@ def inference_transforms(percentiles: Sequence[float] = (0.0, 99.5), orientation
     With ``track_meta`` (inference) the image stays a ``MetaTensor`` that records every invertible step,
     so ``compose.inverse(d)`` (or ``Invertd``) maps a result back to the stored voxel order and the
     scanner's units. ``track_meta=False`` gives plain NumPy arrays, as cached training data are
-    (``medscore.dataset.load_transforms``).
+    (``medscore.training.dataset.load_transforms``).
     """
     lower, upper = (float(p) for p in percentiles)
     steps = [LoadImaged(keys, image_only=True, dtype=np.float32), EnsureChannelFirstd(keys, channel_dim="no_channel")]
