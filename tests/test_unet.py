@@ -17,7 +17,7 @@ from medscore.nets import UNetScore, build_model, count_parameters
 from medscore.training.noise import geometric_sigmas
 from medscore.training.loop import train
 from medscore.training.batches import with_random_phase
-from medscore.training.init_from import warm_start
+from medscore.training.init_from import init_weights_from
 from test_dsm import _gen, _rel_errors, _train
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 5)
@@ -120,7 +120,7 @@ def _saved(tmp_path, arch: str = "unet", in_channels: int = 1) -> tuple:
 def test_warm_start_copies_weights_but_not_levels(tmp_path):
     src, net = _saved(tmp_path)
     same = build_model(ModelConfig(arch="unet", ngf=4), geometric_sigmas(2.0, 0.01, 7))
-    warm_start(same, src)
+    init_weights_from(same, src)
     for name, tensor in net.state_dict().items():
         if name != "sigmas":
             assert torch.equal(same.state_dict()[name], tensor), name
@@ -130,12 +130,12 @@ def test_warm_start_copies_weights_but_not_levels(tmp_path):
 def test_warm_start_refuses_another_architecture(tmp_path):
     src, _ = _saved(tmp_path, arch="ncsn")
     with pytest.raises(CheckpointError, match="architecture"):
-        warm_start(build_model(ModelConfig(arch="unet", ngf=4), SIGMAS), src)
+        init_weights_from(build_model(ModelConfig(arch="unet", ngf=4), SIGMAS), src)
     with pytest.raises(CheckpointError, match="shape"):
-        warm_start(build_model(ModelConfig(arch="ncsn", ngf=8), SIGMAS), src)
+        init_weights_from(build_model(ModelConfig(arch="ncsn", ngf=8), SIGMAS), src)
     unet_src, _ = _saved(tmp_path / "u")
     with pytest.raises(CheckpointError, match="channel count"):
-        warm_start(build_model(ModelConfig(arch="unet", ngf=4, in_channels=2), SIGMAS), unet_src)
+        init_weights_from(build_model(ModelConfig(arch="unet", ngf=4, in_channels=2), SIGMAS), unet_src)
 
 
 def test_warm_start_from_the_default_prior_names_its_two_networks():
@@ -146,8 +146,8 @@ def test_warm_start_from_the_default_prior_names_its_two_networks():
     split = bundled_info(None)
     net = build_model(ModelConfig(arch="ncsn", ngf=32, conditioning="continuous"), geometric_sigmas(2.0, 0.01, 7))
     with pytest.raises(CheckpointError, match=split["fine"]):
-        warm_start(net, "bundled")
-    warm_start(net, split["fine"])
+        init_weights_from(net, "bundled")
+    init_weights_from(net, split["fine"])
     fine = load_prior(split["fine"]).model
     assert torch.equal(net.state_dict()["begin.weight"], fine.state_dict()["begin.weight"])
 

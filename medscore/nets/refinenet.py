@@ -27,6 +27,18 @@ __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 Conditioning = Literal["index", "continuous", "none"]
 
 
+def _check_layout(in_channels: int, ngf: int, conditioning: str, spatial_dims: int, pair_channels: bool) -> None:
+    """The constructor's arguments describe a network that can be built; ValueError naming the first that does not."""
+    if pair_channels and in_channels != 2:
+        raise ValueError(f"pair_channels needs in_channels 2 (real, imaginary), got {in_channels}")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if in_channels < 1 or ngf < 4:
+        raise ValueError(f"in_channels must be >= 1 and ngf >= 4, got {in_channels}, {ngf}")
+    if conditioning not in ("index", "continuous", "none"):
+        raise ValueError(f"conditioning must be 'index', 'continuous' or 'none', got {conditioning!r}")
+
+
 class RefineNetScore(nn.Module):
     """Shared body of NCSN and NCSNv2: four residual stages (the last two dilated), four refine blocks.
 
@@ -62,14 +74,7 @@ class RefineNetScore(nn.Module):
         pair_channels: bool = False,
     ) -> None:
         super().__init__()
-        if pair_channels and in_channels != 2:
-            raise ValueError(f"pair_channels needs in_channels 2 (real, imaginary), got {in_channels}")
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if in_channels < 1 or ngf < 4:
-            raise ValueError(f"in_channels must be >= 1 and ngf >= 4, got {in_channels}, {ngf}")
-        if conditioning not in ("index", "continuous", "none"):
-            raise ValueError(f"conditioning must be 'index', 'continuous' or 'none', got {conditioning!r}")
+        _check_layout(in_channels, ngf, conditioning, spatial_dims, pair_channels)
         self.in_channels = in_channels  # 1: magnitude prior; 2: complex prior (real, imaginary channels)
         self.pair_channels = pair_channels
         sigmas = torch.as_tensor(sigmas, dtype=torch.float32)

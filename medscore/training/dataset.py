@@ -26,6 +26,7 @@ from monai.transforms import (
 
 from ..config import DataConfig
 from ..io.embedded import load_embedded, training_blocks
+from ..io.readers import LoadScand
 from ..errors import InputError
 from ..transforms import RandTissueContrastd, extract_slices, inference_transforms
 
@@ -80,7 +81,7 @@ def _dicom_series_dirs(folder: Path) -> list[Path]:
 def load_transforms(cfg: DataConfig) -> Compose:
     """Deterministic loading: read, channel-first, reorient, float32, robust scaling to [0, 1]; the one
     preprocessing definition training shares with inference (``inference_transforms``)."""
-    return inference_transforms(cfg.percentiles, cfg.orientation, track_meta=False)
+    return inference_transforms(cfg.percentiles, cfg.orientation, track_meta=False, loader=LoadScand("image"))
 
 
 def load_volumes(cfg: DataConfig) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 
-__all__ = ["warm_start"]
+__all__ = ["init_weights_from"]
 
 
 def _source(init_from: str | Path) -> nn.Module:
@@ -33,7 +33,7 @@ def _source(init_from: str | Path) -> nn.Module:
     return prior.model
 
 
-def warm_start(model: nn.Module, init_from: str | Path) -> None:
+def init_weights_from(model: nn.Module, init_from: str | Path) -> None:
     """Copy the weights of ``init_from`` (a model folder/file, ``"bundled"`` or ``"bundled:NAME"``) into
     ``model``, in place. The noise levels stay the new model's own; any other difference is a CheckpointError."""
     source = _source(init_from)

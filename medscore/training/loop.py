@@ -30,7 +30,7 @@ from .losses import dsm_loss
 from .lr_schedule import learning_rate
 from ..nets import build_model, count_parameters
 from .noise import geometric_sigmas, levels_up_to, max_pairwise_distance, ncsnv2_num_levels, sample_levels
-from .init_from import warm_start
+from .init_from import init_weights_from
 from .batches import StepBatches, StepDataset, plain_images, step_seed, validation_images
 
 __all__ = ["TrainProgress", "resolve_device", "train", "make_sigmas"]
@@ -155,7 +155,7 @@ def _build_run(cfg: TrainConfig, out_dir: Path, resume: bool, device: torch.devi
     sigmas = make_sigmas(cfg, plain_images(slices[:: max(1, len(slices) // 512)], cfg))
     model = build_model(cfg.model, sigmas)
     if cfg.init_from and not resume:
-        warm_start(model, cfg.init_from)
+        init_weights_from(model, cfg.init_from)
     model = model.to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
