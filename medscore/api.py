@@ -92,8 +92,8 @@ def _setup(model, device: str, preset: str, samples: int, seed: int, complex_dat
     return prior, dev, opts
 
 
-def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
-                    device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
+def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None,
+                    seed: int = 0, device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured single-coil centred k-space on the [0, 1] image
     scale; the estimate is then the magnitude of the complex reconstruction, solved with the image's smooth phase
@@ -167,7 +167,8 @@ def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset:
 
 
 def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts: SamplerOptions | None = None,
-                    device: str = "auto", progress: Callable[[int, int], None] | None = None) -> tuple[tuple[Path, Path], int]:
+                    device: str = "auto",
+                    progress: Callable[[int, int], None] | None = None) -> tuple[tuple[Path, Path], int]:
     """Draw samples and write a PNG grid plus a .npy stack beside it; returns ``((png, npy), nfe)``."""
     from .errors import InputError
     from .io.atomic import atomic_path

@@ -17,7 +17,8 @@ from .errors import ConfigError
 #: learning-rate schedules after warm-up (:func:`medscore.training.lr_schedule.learning_rate`)
 SCHEDULES = ("constant", "cosine")
 
-__all__ = ["ModelConfig", "NoiseConfig", "DataConfig", "TrainConfig", "load_config", "config_from_dict", "config_to_dict"]
+__all__ = ["ModelConfig", "NoiseConfig", "DataConfig", "TrainConfig", "load_config", "config_from_dict",
+           "config_to_dict"]
 
 T = TypeVar("T")
 

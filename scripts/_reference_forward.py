@@ -184,7 +184,8 @@ class RefineNetScore(nn.Module):
         self.res2 = nn.ModuleList([ResidualBlock(c1, c2, cond_dim, down=True), ResidualBlock(c2, c2, cond_dim)])
         self.res3 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, down=downsample3, dilation=1 if downsample3 else 2),
              ResidualBlock(c2, c2, cond_dim, dilation=2)])
-        self.res4 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, dilation=4), ResidualBlock(c2, c2, cond_dim, dilation=4)])
+        self.res4 = nn.ModuleList([ResidualBlock(c2, c2, cond_dim, dilation=4),
+                                   ResidualBlock(c2, c2, cond_dim, dilation=4)])
         self.refine4 = RefineBlock((c2,), c2, cond_dim)
         self.refine3 = RefineBlock((c2, c2), c2, cond_dim)
         self.refine2 = RefineBlock((c2, c2), c1, cond_dim)

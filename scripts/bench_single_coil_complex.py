@@ -7,8 +7,9 @@ centred k-space complex noise of std 0.005 and a 1D random mask (seed 1; 4x with
 No coil maps, so the phase stays in the image (as in single-coil fastMRI files). Prints one JSON line per
 acceleration and preset: mean magnitude PSNR of zero-filled; of what ``medscore reconstruct`` and
 ``api.reconstruct_mri`` do (the default prior, the image's smooth phase moved into a one-coil map,
-:func:`medscore.tasks.coil_phase.single_coil_phase_map`, and the multi-coil passes); and, on the raw image with its phase,
-of the default prior applied to the real and imaginary parts and of ``bundled:ncsn-complex`` (the previous default).
+:func:`medscore.tasks.coil_phase.single_coil_phase_map`, and the multi-coil passes); and, on the raw image with its
+phase, of the default prior applied to the real and imaginary parts and of ``bundled:ncsn-complex`` (the previous
+default).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main() -> None:
     args = ap.parse_args()
     ref = held_out(args.slab)
     ref = ref[args.slices] if args.slices else ref
-    priors = {"magnitude on real/imaginary": load_prior(None).model, "ncsn-complex": load_prior("bundled:ncsn-complex").model}
+    priors = {"magnitude on real/imaginary": load_prior(None).model,
+              "ncsn-complex": load_prior("bundled:ncsn-complex").model}
     for accel, center in ((4, 0.08), (8, 0.04)):
         mask = make_mask("random", ref.shape[1:], accel, center, seed=1)
         k = _kspace(ref, mask)

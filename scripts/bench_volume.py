@@ -80,11 +80,12 @@ def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "defa
         mask[128 - 10:128 + 10] = 1
         t0 = time.perf_counter()
         rep = reconstruct_file(scan, mask, model=_model(model), out=Path(tmp) / "out.nii.gz",
-                               opts=SamplerOptions(preset=preset, precision=precision), batch_size=batch_size, device="cpu")
+                               opts=SamplerOptions(preset=preset, precision=precision), batch_size=batch_size,
+                               device="cpu")
         secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"model": model, "precision": precision, "slices": n, "preset": preset, "batch_size": batch_size, "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak,
-            "nfe_per_slice": rep.nfe}
+    return {"model": model, "precision": precision, "slices": n, "preset": preset, "batch_size": batch_size,
+            "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak, "nfe_per_slice": rep.nfe}
 
 
 def main() -> None:
@@ -116,9 +117,11 @@ def main() -> None:
             rows["slabs"].append(json.loads(out.splitlines()[-1]))
     for r in rows["slice"]:
         runs = " / ".join(f"{t:.1f}" for t in r["runs"])
-        print(f"| {r['model']} ({r['precision']}): one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) | {r['seconds']:.1f} s (runs {runs}) |")
+        print(f"| {r['model']} ({r['precision']}): one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) "
+              f"| {r['seconds']:.1f} s (runs {runs}) |")
     for r in rows["slabs"]:
-        print(f"| {r['model']} ({r['precision']}): 256x256x{r['slices']} slab, {r['preset']} ({r['nfe_per_slice']} NFE/slice), "
+        print(f"| {r['model']} ({r['precision']}): 256x256x{r['slices']} slab, {r['preset']} "
+              f"({r['nfe_per_slice']} NFE/slice), "
               f"batch {r['batch_size']} | {r['seconds']:.0f} s "
               f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")
     if args.json:

@@ -35,10 +35,12 @@ def main() -> None:
         for name in args.tasks:
             spec = TASKS[name]
             method = get_task(spec.kind).methods[0]  # the task's default: tweedie for denoising
-            res = run_method(medscore_method(spec, prior.model, SamplerOptions(preset=args.preset), method), degrade(spec, ref, seed=1))
+            res = run_method(medscore_method(spec, prior.model, SamplerOptions(preset=args.preset), method),
+                             degrade(spec, ref, seed=1))
             scores[name] = float(res.psnr.mean())
         rows.append((path, prior.meta["step"], scores))
-        print(json.dumps({"model": path, "step": prior.meta["step"], **{k: round(v, 2) for k, v in scores.items()}}), flush=True)
+        print(json.dumps({"model": path, "step": prior.meta["step"], **{k: round(v, 2) for k, v in scores.items()}}),
+              flush=True)
     best = max(rows, key=lambda r: np.mean(list(r[2].values())))
     print(f"best: {best[0]} (step {best[1]}, mean validation PSNR {np.mean(list(best[2].values())):.2f} dB)")
 

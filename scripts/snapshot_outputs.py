@@ -19,6 +19,7 @@ in fp32 and with a fixed number of threads (``--threads``, default 1):
 * ``bench/<spec>/...``: every benchmark spec (``TASKS``): the degraded problem (measurements, baseline, mask,
   coil maps), the validation problem the classical methods are tuned on, and per method (classical ones, the
   nearest training slice, medscore at ``fast`` with each solver method) the estimate, PSNR / SSIM / NMSE and NFE;
+* ``tuning/...``: ``medscore tune``'s grid, one cheap trial on two specs' validation problems, ``choose_presets``;
 * ``presets/...``: the resolved ``fast`` / ``default`` preset of every task, and each spec's preset key.
 
 No timings are recorded. Imports go through :func:`resolve`, which tries the module paths of the current layout
@@ -69,7 +70,7 @@ SIZE = 64
 ROWS, COLS = slice(40, 40 + SIZE), slice(0, SIZE)  # crop of the 151 x 187 axial slices: brain, skull edge, background
 Z0 = 80  # first axial slice of the NIfTI (inside the test slab, z 76..85)
 SEED = 0
-SECTIONS = ("cli", "kspace", "api", "inferer", "bench", "presets")
+SECTIONS = ("cli", "kspace", "api", "inferer", "bench", "tuning", "presets")
 
 # --------------------------------------------------------------------------------------------------- imports
 
@@ -307,7 +308,8 @@ def section_cli(rec: Recorder, cli: Cli, tmp: Path) -> None:
     scan = tmp / "scan.nii.gz"
     write_scan(scan)
     mask = tmp / "mask.npy"
-    cli("mask", "--pattern", "random", "--accel", 4, "--center", 0.08, "--shape", SIZE, SIZE, "-o", mask, "--seed", SEED)
+    cli("mask", "--pattern", "random", "--accel", 4, "--center", 0.08, "--shape", SIZE, SIZE, "-o", mask,
+        "--seed", SEED)
     rec.put("cli/mask/mask", np.load(mask))
 
     runs = {
@@ -501,10 +503,10 @@ def section_bench(rec: Recorder) -> None:
         for dm in solver_methods:
             opts = SamplerOptions(preset="fast", seed=SEED, precision="fp32")
             runs.append((f"medscore {dm}", medscore_method(spec, prior.model, opts, denoise_method=dm)))
-        rec.put(f"{key}/methods", [m for m, _ in runs])
+        rec.put(f"{key}/methods", [m for m, _ in runs])  # full labels, with the tuned parameters
         for mname, fn in runs:
             r = run_method(fn, prob, fastmri)
-            mk = f"{key}/method/{mname}"
+            mk = f"{key}/method/{_method_key(mname, [m for m, _ in runs])}"
             rec.put(f"{mk}/estimate", r.estimate)
             rec.put(f"{mk}/psnr", r.psnr)
             rec.put(f"{mk}/ssim", r.ssim)
@@ -512,6 +514,35 @@ def section_bench(rec: Recorder) -> None:
             rec.put(f"{mk}/nfe", r.nfe)
             if getattr(r, "fastmri", None):
                 rec.put(f"{mk}/fastmri", r.fastmri)
+
+
+def _method_key(label: str, labels: list[str]) -> str:
+    """``TV-CS (lam 0.003)`` -> ``TV-CS``: a tuned parameter that changes shows as a difference of the ``methods``
+    label and of the estimate, not as two missing keys (the full label when the short one is ambiguous)."""
+    short = re.sub(r"\s*\(.*\)$", "", label)
+    return short if sum(re.sub(r"\s*\(.*\)$", "", m) == short for m in labels) == 1 else label
+
+
+def section_tuning(rec: Recorder) -> None:
+    """``medscore tune``'s loop on the validation crops: one cheap candidate (the grid's first, 4 levels) on an MRI
+    and an inpainting spec, and the presets ``choose_presets`` makes of those trials."""
+    import torch
+
+    default_candidates = resolve("default_candidates", "tuning")
+    run_trials = resolve("run_trials", "tuning")
+    choose_presets = resolve("choose_presets", "tuning")
+    load_prior = resolve("load_prior", "api")
+    cands = default_candidates()
+    rec.put("tuning/default_candidates", [dataclasses.asdict(c) for c in cands])
+    rec.put("tuning/default_candidates/nfe", [c.nfe() for c in cands])
+    cand = dataclasses.replace(cands[0], num_levels=4)
+    val = torch.from_numpy(val_slices())[:, None]
+    model = load_prior(None, "cpu").model
+    trials = run_trials(model, val, ["mri-1d-8x", "inpaint-70"], [cand], log=lambda _m: None, seed=1)
+    for t in trials:
+        rec.put(f"tuning/trial/{t.task}", {"psnr": t.psnr, "ssim": t.ssim, "nfe": t.nfe, "key": t.key})
+    chosen = choose_presets(trials, {"fast": 20})
+    rec.put("tuning/choose_presets", {k: {f: v for f, v in p.to_dict().items()} for k, p in chosen.items()})
 
 
 def section_presets(rec: Recorder) -> None:
@@ -550,7 +581,7 @@ def record(out: Path, threads: int, sections: list[str], verbose: bool = False) 
                     (section_cli if section == "cli" else section_kspace)(rec, cli, tmp)
                 else:
                     {"api": section_api, "inferer": section_inferer, "bench": section_bench,
-                     "presets": section_presets}[section](rec)
+                     "tuning": section_tuning, "presets": section_presets}[section](rec)
             except Exception as exc:  # noqa: BLE001  (record the rest; the failure is a key, and exit 2)
                 traceback.print_exc()
                 rec.errors[section] = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
@@ -637,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record", help="record a snapshot (OUT.npz and OUT.json)")
     r.add_argument("out", type=Path)
-    r.add_argument("--threads", type=int, default=1, help="torch / BLAS threads, here and in the CLI subprocesses (1: with 2 on a 2-core machine that is busy, OpenMP waits made single solves 20x slower)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch / BLAS threads, here and in the CLI subprocesses (1: with 2 on a 2-core machine that "
+                        "is busy, OpenMP waits made single solves 20x slower)")
     r.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     r.add_argument("-v", "--verbose", action="store_true", help="print each key with the seconds it took")
     c = sub.add_parser("compare", help="compare two snapshots; exit 1 on any difference or missing key")

@@ -102,7 +102,8 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def ramp_phantom_scan(path: str | Path, shape: tuple[int, int, int], seed: int, affine: np.ndarray | None = None) -> Path:
+def ramp_phantom_scan(path: str | Path, shape: tuple[int, int, int], seed: int,
+                      affine: np.ndarray | None = None) -> Path:
     """A phantom on a ramp written as NIfTI: no slice is empty (an all-zero slice makes PSNR infinite)."""
     ramp = np.linspace(10.0, 30.0, shape[0], dtype=np.float32)[:, None, None]
     return write_nifti(path, 100.0 * phantom(shape, seed=seed) + ramp, ODD_AFFINE if affine is None else affine)

@@ -112,7 +112,8 @@ def test_inpaint(model_dir, image):
 def test_denoise(model_dir, image):
     noisy = image + 0.05 * np.random.default_rng(1).standard_normal(image.shape).astype(np.float32)
     res = ms.denoise(noisy, 0.05, model=model_dir, **FAST)
-    assert res.mean.shape == (H, W) and res.std is None and res.nfe == 8  # Tweedie averaged over the 8 flips and transposes
+    # Tweedie averaged over the 8 flips and transposes
+    assert res.mean.shape == (H, W) and res.std is None and res.nfe == 8
     res = ms.denoise(noisy, model=model_dir, **FAST)  # noise level estimated
     assert res.mean.shape == (H, W)
     res = ms.denoise(np.stack([noisy, noisy]), 0.05, model=model_dir, method="langevin", samples=2, **FAST)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from medscore.baselines import (denoise_nlm, denoise_tv, inpaint_biharmonic, nearest_training_slice, tune, tv_cs, wavelet_cs)
+from medscore.baselines import (denoise_nlm, denoise_tv, inpaint_biharmonic, nearest_training_slice, tune, tv_cs,
+                                wavelet_cs)
 from medscore.metrics import psnr
 
 H = W = 64

@@ -67,7 +67,8 @@ def _bundle_command(data, out: Path) -> list[str]:
         return [sys.executable, "-m", "monai.bundle", "run", *args]
     kwargs = dict(zip((a[2:] for a in args[::2]), args[1::2]))
     code = ("from monai.bundle import run; import sys, json; kw = json.loads(sys.argv[1]); "
-            "kw.update(num_levels=int(kw['num_levels']), seed=int(kw['seed']), batch_size=int(kw['batch_size'])); run(**kw)")
+            "kw.update(num_levels=int(kw['num_levels']), seed=int(kw['seed']), batch_size=int(kw['batch_size'])); "
+            "run(**kw)")
     return [sys.executable, "-c", code, json.dumps(kwargs)]
 
 
@@ -99,7 +100,8 @@ def test_score_inferer_tasks_on_a_batch_of_slices(data):
     opts = SamplerOptions(preset="fast", num_levels=3, seed=2)
     got = ScoreInferer("mri", mask, opts, batch_size=3)(x, net)
     m = torch.from_numpy(np.broadcast_to(mask, (16, 20)).copy())
-    want = reconstruct_mri(net, SingleCoilMRI(m, real_input=True).A(x), m, batch_options(opts, slice(0, 3)), real_image=True)
+    want = reconstruct_mri(net, SingleCoilMRI(m, real_input=True).A(x), m, batch_options(opts, slice(0, 3)),
+                           real_image=True)
     torch.testing.assert_close(got, want.mean, rtol=0, atol=0)  # the pipeline's solver call, seeds included
     known = torch.ones(16, 20)
     known[4:8, 5:9] = 0

@@ -14,7 +14,8 @@ from medscore.priors.checkpoint import sha256
 from medscore.io.embedded import held_out
 from medscore.errors import CheckpointError
 from medscore.priors.split_folder import is_level_split
-from medscore.priors.store import (COMPLEX_PRIOR, RAW_PHASE_PRIOR, bundled_dir, bundled_info, bundled_label, bundled_names, default_prior_name, load_prior)
+from medscore.priors.store import (COMPLEX_PRIOR, RAW_PHASE_PRIOR, bundled_dir, bundled_info, bundled_label,
+                                   bundled_names, default_prior_name, load_prior)
 from medscore.physics import SingleCoilMRI, make_mask
 from medscore.solvers import SamplerOptions
 from medscore.tasks import reconstruct_mri

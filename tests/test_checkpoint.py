@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from medscore.priors.checkpoint import (META, RAW_WEIGHTS, RESUME, WEIGHTS, load_model, load_resume, resolve_model_path, save_model, save_resume, sha256)
+from medscore.priors.checkpoint import (META, RAW_WEIGHTS, RESUME, WEIGHTS, load_model, load_resume, resolve_model_path,
+                                        save_model, save_resume, sha256)
 from medscore.config import ModelConfig, NoiseConfig, TrainConfig, config_to_dict
 from medscore.errors import CheckpointError
 from medscore.nets import NCSN, NCSNv2, build_model

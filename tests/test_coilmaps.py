@@ -8,7 +8,8 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
-from medscore.physics import (MultiCoilMRI, birdcage_smaps, complex_to_channels, estimate_image_maps, make_mask, random_phase, smooth_image_phase)
+from medscore.physics import (MultiCoilMRI, birdcage_smaps, complex_to_channels, estimate_image_maps, make_mask,
+                              random_phase, smooth_image_phase)
 from medscore.physics.simulate import simulate_multicoil
 
 pytest.importorskip("sigpy")

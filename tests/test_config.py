@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medscore.config import (DataConfig, ModelConfig, NoiseConfig, TrainConfig, config_from_dict, config_to_dict, load_config, replace)
+from medscore.config import (DataConfig, ModelConfig, NoiseConfig, TrainConfig, config_from_dict, config_to_dict,
+                             load_config, replace)
 from medscore.errors import ConfigError
 
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from medscore.training.losses import dsm_loss
 from medscore.nets import NCSN
-from medscore.training.noise import (auto_sigmas, geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels, levels_up_to, sample_levels)
+from medscore.training.noise import (auto_sigmas, geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels,
+                                     levels_up_to, sample_levels)
 
 
 def _gen(seed: int) -> torch.Generator:

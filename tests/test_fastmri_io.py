@@ -308,8 +308,8 @@ def test_cli_multicoil_h5_with_no_other_argument(acq, tmp_path, runner, fake_esp
     res = _run(runner, "reconstruct", scan, *_quick(acq))
     assert res.exit_code == 0, (res.output[-2000:], repr(res.exception))
     stem = "file1000_medscore"
-    assert _files(tmp_path) == sorted(["file1000.h5", f"{stem}.nii.gz", f"{stem}_zerofilled.nii.gz", f"{stem}_panel.png",
-                                       f"{stem}_complex.npy", f"{stem}.h5", f"{stem}.json"])
+    assert _files(tmp_path) == sorted(["file1000.h5", f"{stem}.nii.gz", f"{stem}_zerofilled.nii.gz",
+                                       f"{stem}_panel.png", f"{stem}_complex.npy", f"{stem}.h5", f"{stem}.json"])
     assert len(fake_espirit) >= 1 and all(c.shape[1:] == (C, H, W) for c in fake_espirit)
     info = json.loads((tmp_path / f"{stem}.json").read_text())
     assert "ESPIRiT" in info["coil_maps"] and "inferred" in info["mask"]["source"]
@@ -354,7 +354,8 @@ def bad(acq, tmp_path_factory) -> dict[str, list]:
             "nan": [root / "nan.npy", *model], "single_with_maps": [root / "single.npy", "--smaps", maps, *model],
             "maps_shape": [h5, "--smaps", root / "maps_shape.npy", *model],
             "maps_real": [h5, "--smaps", root / "maps_real.npy", *model],
-            "maps_missing": [h5, "--smaps", root / "nope.npy", *model], "crop": [h5, "--smaps", maps, "--crop", "32", *model],
+            "maps_missing": [h5, "--smaps", root / "nope.npy", *model],
+            "crop": [h5, "--smaps", maps, "--crop", "32", *model],
             "narrow_acs": [acq["full"], "--mask", root / "narrow.npy", *model],
             "image_with_crop": [root / "image.npy", "--crop", "8", *model],
             "channels": [h5, "--smaps", maps, "--model", _channel_model(root / "rgb", 3)]}

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from medscore.training.noise import geometric_sigmas
-from medscore.sampling import (PRESETS, AnnealedLangevin, Preset, annealed_langevin, langevin, ncsnv2_step_size, ncsnv2_variance_ratio, resolve_step_size, schedule_ratio, select_level_indices, select_levels)
+from medscore.sampling import (PRESETS, AnnealedLangevin, Preset, annealed_langevin, langevin, ncsnv2_step_size,
+                               ncsnv2_variance_ratio, resolve_step_size, schedule_ratio, select_level_indices,
+                               select_levels)
 from medscore.sampling.toy import gaussian_score, mixture_score, mode_weights, sample_mixture
 
 

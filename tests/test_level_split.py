@@ -80,7 +80,8 @@ def test_a_level_split_folder_loads_its_members_and_travels_with_tuned_presets(t
     (lambda d: _unet_folder(d / "coarse", in_channels=2), "in_channels"),
     (lambda d: save_level_split(d, "coarse", "fine", 0.2, overwrite=True).write_text(json.dumps(
         {"format": "medscore-level-split", "coarse": "coarse", "fine": "fine", "switch_sigma": -1})), "switch_sigma"),
-    (lambda d: save_level_split(d / "coarse", "fine", "fine", 0.1, verify=False, overwrite=True), "itself a level split"),
+    (lambda d: save_level_split(d / "coarse", "fine", "fine", 0.1, verify=False, overwrite=True),
+     "itself a level split"),
     (lambda d: (d / "fine" / "model.safetensors").write_bytes(b"\0" * 64), "SHA-256"),
 ])
 def test_incompatible_or_damaged_members_are_refused_at_load(tmp_path, change, message):

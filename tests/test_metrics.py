@@ -40,7 +40,8 @@ def test_torch_stacks_give_per_image_values():
     assert isinstance(vals, np.ndarray) and vals.shape == (3,)
     np.testing.assert_allclose(vals, [-10 * math.log10((0.05 * k) ** 2) for k in (1, 2, 3)], atol=1e-4)
     assert np.all(np.diff(ssim(ref, x, 1.0)) < 0)
-    assert nmse(ref[0, 0], x[0, 0]) == pytest.approx(float(((x[0] - ref[0]) ** 2).sum() / (ref[0] ** 2).sum()), rel=1e-5)
+    assert nmse(ref[0, 0], x[0, 0]) == pytest.approx(float(((x[0] - ref[0]) ** 2).sum() / (ref[0] ** 2).sum()),
+                                                     rel=1e-5)
 
 
 def test_crop_scores_the_centre_only():

@@ -16,7 +16,8 @@ from medscore.baselines.sense import magnitude, sense_cg, tune_sense, tv_sense, 
 from medscore.errors import InputError
 from medscore.metrics import psnr
 from medscore.physics import DataConsistency, MaskError, MultiCoilMRI, acceleration, complex_to_channels, make_mask
-from medscore.physics.coils import (calibration_width, estimate_smaps, estimate_smaps_volume, map_correlation, sampling_mask_from_kspace)
+from medscore.physics.coils import (calibration_width, estimate_smaps, estimate_smaps_volume, map_correlation,
+                                    sampling_mask_from_kspace)
 from medscore.physics.simulate import random_phase, simulate_multicoil
 
 pytest.importorskip("sigpy")

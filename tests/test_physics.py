@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from medscore.physics import (DataConsistency, Denoising, GradientStep, HardProjection, Inpainting, LinearOperator, MaskError, MultiCoilMRI, NoisyProjection, SingleCoilMRI, estimate_noise_std, fft2c, ifft2c, make_mask, normalize_smaps)
+from medscore.physics import (DataConsistency, Denoising, GradientStep, HardProjection, Inpainting, LinearOperator,
+                              MaskError, MultiCoilMRI, NoisyProjection, SingleCoilMRI, estimate_noise_std, fft2c,
+                              ifft2c, make_mask, normalize_smaps)
 
 H, W, K, B = 32, 24, 4, 2
 

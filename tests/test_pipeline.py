@@ -44,12 +44,15 @@ def test_output_names_come_from_one_plan(data, tmp_path):
     assert plan.all_paths() == {"output": out, **{n: tmp_path / f"res_{n}.nii.gz" for n in DERIVED},
                                 "panel": tmp_path / "res_panel.png"}
     opts = dataclasses.replace(FAST, samples=2)
-    rep = reconstruct_file(data["scan"], data["mask"], model=data["model"], out=out, opts=opts, batch_size=2, device="cpu")
+    rep = reconstruct_file(data["scan"], data["mask"], model=data["model"], out=out, opts=opts, batch_size=2,
+                           device="cpu")
     assert rep.outputs == {k: plan.path(k) for k in ("output", "zerofilled", "std", "panel")}
     assert _files(tmp_path) == {p.name for p in rep.outputs.values()}  # no temporary files left behind
-    rep = inpaint_file(data["scan"], missing=0.3, model=data["model"], out=tmp_path / "inp.nii", opts=FAST, device="cpu")
+    rep = inpaint_file(data["scan"], missing=0.3, model=data["model"], out=tmp_path / "inp.nii", opts=FAST,
+                       device="cpu")
     assert list(rep.outputs) == ["output", "masked", "panel"]
-    assert rep.outputs["masked"] == tmp_path / "inp_masked.nii.gz" and rep.outputs["panel"] == tmp_path / "inp_panel.png"
+    assert (rep.outputs["masked"] == tmp_path / "inp_masked.nii.gz"
+            and rep.outputs["panel"] == tmp_path / "inp_panel.png")
 
 
 def test_outputs_keep_the_input_geometry_and_units(data, tmp_path):
@@ -148,7 +151,8 @@ def _slice_seeds_supported() -> bool:
 
 
 @pytest.mark.xfail(not _slice_seeds_supported(), strict=False,
-                   reason="the solvers draw one noise stream per batch; per-slice seeds need SamplerOptions.slice_seeds")
+                   reason="the solvers draw one noise stream per batch; per-slice seeds need "
+                          "SamplerOptions.slice_seeds")
 def test_batch_size_invariance(data, tmp_path):
     """Each slice gets its own noise stream, so batching changes nothing but the float rounding of batched
     convolutions (~1e-6 of the intensity range on CPU); a batch-dependent stream differs by O(1)."""

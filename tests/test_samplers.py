@@ -308,7 +308,8 @@ def test_the_chains_of_one_image_get_complementary_flips(mu):
     mask = _line_mask()
     op = SingleCoilMRI(mask, real_input=False)
     y = op.A(_complex_mean(symmetric) + S * torch.randn(2, 2, H, W, generator=_gen(12)))
-    runs = [tasks.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, dataclasses.replace(_pnp(flips=f), samples=2), real_image=False)
+    runs = [tasks.reconstruct_mri(GaussianPrior(symmetric, S), y, mask, dataclasses.replace(_pnp(flips=f), samples=2),
+                                  real_image=False)
             for f in (False, True)]
     torch.testing.assert_close(runs[0].mean, runs[1].mean, atol=1e-5, rtol=0)
 

@@ -10,7 +10,8 @@ from _synth import QUIET_MONAI, ODD_AFFINE, ODD_RAS_SPACING, odd_to_ras, phantom
 from medscore.config import DataConfig
 from medscore.training.dataset import find_scans, load_transforms, load_volumes, train_transforms, training_slices
 from medscore.errors import InputError
-from medscore.transforms import (RandTissueContrast, RandTissueContrastd, RobustScaleIntensity, RobustScaleIntensityd, extract_slices, unscale_intensity)
+from medscore.transforms import (RandTissueContrast, RandTissueContrastd, RobustScaleIntensity, RobustScaleIntensityd,
+                                 extract_slices, unscale_intensity)
 
 pytestmark = QUIET_MONAI
 

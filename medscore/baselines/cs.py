@@ -201,7 +201,8 @@ def wavelet_cs(
     h, wd = x.shape[-2:]
     # sizes that are not multiples of 2^level (e.g. 151 x 187 slices) are padded symmetrically for the
     # transform and cropped back; the prox is then exact only up to the boundary strip
-    lev = level if level is not None else max(1, min(4, _pywt().dwt_max_level(min(h, wd), _pywt().Wavelet(wavelet).dec_len)))
+    lev = level if level is not None else max(1, min(4, _pywt().dwt_max_level(min(h, wd),
+                                                                              _pywt().Wavelet(wavelet).dec_len)))
     pad = ((-h) % 2**lev, (-wd) % 2**lev)
     w = _Wavelet((h + pad[0], wd + pad[1]), wavelet, lev)
     step = 1.0 / op_norm**2

@@ -53,11 +53,14 @@ def print_report(report, title: str | None = None) -> None:
         for name in ("PSNR dB", "SSIM", "NMSE"):
             table.add_column(name, justify="right")
         for method, vals in report.metrics.items():
-            table.add_row(method, *(f"{vals[k][0]:.4f} ± {vals[k][1]:.4f}" if k != "psnr" else f"{vals[k][0]:.2f} ± {vals[k][1]:.2f}"
+            table.add_row(method,
+                          *(f"{vals[k][0]:.4f} ± {vals[k][1]:.4f}" if k != "psnr" else f"{vals[k][0]:.2f} ± "
+                                                                                       f"{vals[k][1]:.2f}"
                                     for k in ("psnr", "ssim", "nmse")))
         console.print(table)
     else:
-        console.print(f"{report.task}: {report.slices} slice(s), {report.nfe} NFE/slice, {report.seconds:.1f} s (no reference: no metrics)")
+        console.print(f"{report.task}: {report.slices} slice(s), {report.nfe} NFE/slice, {report.seconds:.1f} s (no "
+                      f"reference: no metrics)")
     for name, path in report.outputs.items():
         console.print(f"{name:>11}: {path}")
 

@@ -12,7 +12,8 @@ from ._common import console, handle_errors
 
 def export_bundle_command(
     directory: Annotated[Path, typer.Argument(help="new (or empty) bundle folder")],
-    model: Annotated[Optional[Path], typer.Option(help="training output folder or its model.safetensors; default: the bundled prior")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="training output folder or its model.safetensors; default: the bundled prior")] = None,
     task: Annotated[str, typer.Option(help="default task of the bundle: mri, inpaint or denoise")] = "mri",
 ) -> None:
     """Export a score prior as a MONAI bundle (configs, safetensors weights, README)."""

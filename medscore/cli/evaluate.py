@@ -26,7 +26,8 @@ def _table(tables, title: str):
     for t in tables:
         best = t.best_classical()
         for i, (k, r) in enumerate(t.results.items()):
-            name = f"{k} [dim](best classical)[/]" if k == best else (f"[bold]{k}[/]" if k.startswith("medscore") else k)
+            plain = f"[bold]{k}[/]" if k.startswith("medscore") else k
+            name = f"{k} [dim](best classical)[/]" if k == best else plain
             fm = [f"{r.fastmri['psnr']:.2f}", f"{r.fastmri['ssim']:.4f}"] if r.fastmri else ["", ""]
             table.add_row(t.label if i == 0 else "", name, f"{r.psnr.mean():.2f}", f"{r.ssim.mean():.4f}",
                           f"{r.seconds_per_slice:.2f}", str(r.nfe), *fm[:2 * fastmri],
@@ -57,17 +58,20 @@ def demo_command(
 
 
 def benchmark_command(
-    out: Annotated[Path, typer.Option(help="folder for benchmarks.md, benchmark_results.json and figures")] = Path("docs"),
+    out: Annotated[Path,
+                   typer.Option(help="folder for benchmarks.md, benchmark_results.json and figures")] = Path("docs"),
     presets: Annotated[str, typer.Option(help="comma-separated medscore presets")] = "fast,default,ald",
     tasks: Annotated[str, typer.Option(help="comma-separated task names, or 'all'")] = "all",
     slices: Annotated[str, typer.Option(help="'all' test slices or a comma-separated index list")] = "all",
     curve: Annotated[bool, typer.Option(help="also measure the quality-vs-NFE curve for MRI 4x")] = True,
-    external: Annotated[bool, typer.Option(help="also run on a real scan the prior never saw (nibabel's example EPI)")] = True,
+    external: Annotated[bool, typer.Option(
+        help="also run on a real scan the prior never saw (nibabel's example EPI)")] = True,
     model: ModelOpt = None,
 ) -> None:
     """Every method on the same degraded held-out slab; writes docs/benchmarks.md and figures."""
     with handle_errors():
-        from ..evaluation.benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, run_tasks, speed_table, write_json, write_markdown)
+        from ..evaluation.benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, run_tasks,
+                                            speed_table, write_json, write_markdown)
         from ..errors import InputError
         from ..evaluation.specs import TASKS
 
@@ -128,7 +132,8 @@ def _curve_section(tables, ref, out: Path, model, log) -> str:
     t4 = next((t for t in tables if t.task == "mri-1d-4x"), None)
     base = {} if t4 is None else {k.split(" (")[0]: float(r.psnr.mean()) for k, r in t4.results.items()
                                   if k == "zero-filled" or k.startswith("TV-CS")}
-    plot_curves(curves, base, out / "figures" / "nfe_curve_mri4x.png", "PSNR (dB) vs NFE per slice, MRI 1D 4x, test slices")
+    plot_curves(curves, base, out / "figures" / "nfe_curve_mri4x.png",
+                "PSNR (dB) vs NFE per slice, MRI 1D 4x, test slices")
     rows = [f"| {name} | {n} | {p:.2f} | {s:.4f} |" for name, pts in curves.items() for n, p, s in pts]
     return ("\n### Quality vs NFE, MRI 1D 4x (test slices, one chain per point)\n\n| sampler | NFE | PSNR dB | SSIM |\n"
             "|---|---|---|---|\n" + "\n".join(rows) + "\n\n![quality vs NFE](figures/nfe_curve_mri4x.png)\n")
@@ -173,7 +178,8 @@ def _row(label: str, target: str, diff: float, need: float) -> str:
 
 def tune_command(
     model: Annotated[Path, typer.Argument(help="training output folder (its model.json receives the presets)")],
-    tasks: Annotated[str, typer.Option(help="comma-separated benchmark task names")] = "mri-1d-4x,mri-1d-8x,mri-2d-poisson-8x,inpaint-70,inpaint-box",
+    tasks: Annotated[str, typer.Option(help="comma-separated benchmark task names")] = (
+        "mri-1d-4x,mri-1d-8x,mri-2d-poisson-8x,inpaint-70,inpaint-box"),
     write: Annotated[bool, typer.Option(help="write the chosen presets into MODEL/model.json")] = True,
 ) -> None:
     """Tune the fast and default presets on the validation slices; store them with the weights."""
@@ -193,7 +199,8 @@ def tune_command(
             raise InputError(f"{model} is not a model folder (no model.json)")
         prior = load_prior(model)
         val = torch.from_numpy(held_out("val"))[:, None]
-        trials = run_trials(prior.model, val, names, default_candidates(), log=lambda m: err_console.print(m, highlight=False))
+        trials = run_trials(prior.model, val, names, default_candidates(),
+                            log=lambda m: err_console.print(m, highlight=False))
         presets = choose_presets(trials)
         for p in presets.values():
             console.print(f"{p.name}: {p.to_dict()}")

@@ -13,11 +13,15 @@ from ._common import console, handle_errors
 def mask_command(
     shape: Annotated[tuple[int, int], typer.Option(help="image size H W")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output .npy")],
-    pattern: Annotated[str, typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson | poisson-vd (2D, shape (H, W); poisson-vd: the usual variable density, needs sigpy)")] = "random",
+    pattern: Annotated[str,
+                       typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson | poisson-vd (2D, shape "
+                                         "(H, W); poisson-vd: the usual variable density, needs sigpy)")] = "random",
     accel: Annotated[float, typer.Option(help="acceleration factor R")] = 4.0,
     center: Annotated[float, typer.Option(help="fully sampled centre fraction")] = 0.08,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    max_size: Annotated[int, typer.Option(help="largest H or W accepted (guards memory; raise it explicitly for larger masks)")] = 4096,
+    max_size: Annotated[int,
+                        typer.Option(help="largest H or W accepted (guards memory; raise it explicitly for larger "
+                                          "masks)")] = 4096,
 ) -> None:
     """Write a 0/1 mask over centred k-space (1 = sampled). Nothing is written unless the mask is valid."""
     with handle_errors():

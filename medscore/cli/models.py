@@ -70,7 +70,8 @@ def _member(ref: str, out: Path) -> str:
 
 def level_split_command(
     out: Annotated[Path, typer.Argument(help="new folder for the level-split model.json (no weights are copied)")],
-    coarse: Annotated[str, typer.Option(help="model for the levels above --switch-sigma: bundled, bundled:NAME or a folder")],
+    coarse: Annotated[str, typer.Option(
+        help="model for the levels above --switch-sigma: bundled, bundled:NAME or a folder")],
     fine: Annotated[str, typer.Option(help="model for the levels at and below --switch-sigma")] = "bundled",
     switch_sigma: Annotated[float, typer.Option(help="noise std on the [0, 1] scale where --fine takes over")] = 0.1,
     name: Annotated[Optional[str], typer.Option(help="the name shown in sidecars; default: the folder name")] = None,

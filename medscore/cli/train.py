@@ -12,16 +12,19 @@ from ._common import console, handle_errors, progress_bar
 
 def train_command(
     modality: Annotated[str, typer.Option(help="imaging modality the prior is for (mri)")] = "mri",
-    data: Annotated[Optional[Path], typer.Option(help="NIfTI file/folder, DICOM folder, .npy or .txt list; default: embedded brain MRI")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="NIfTI file/folder, DICOM folder, .npy or .txt list; default: embedded brain MRI")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML training config (see configs/)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="training steps")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="images per step")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="training image/patch size in pixels")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    out: Annotated[Path, typer.Option(help="output folder for weights, config, logs and sample PNGs")] = Path("runs/mri"),
+    out: Annotated[Path,
+                   typer.Option(help="output folder for weights, config, logs and sample PNGs")] = Path("runs/mri"),
     resume: Annotated[bool, typer.Option(help="continue the run in --out exactly where it stopped")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace the run in a non-empty --out (its weights, state and log)")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="replace the run in a non-empty --out (its weights, state and log)")] = False,
 ) -> None:
     """Train an NCSN score network by denoising score matching over geometric noise levels.
 

@@ -19,14 +19,16 @@ import numpy as np
 import torch
 
 from ..io.embedded import TEST_SLAB, held_out, load_embedded
-from .specs import (MULTICOIL_TASKS, TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method, run_method, training_axial_slices)
+from .specs import (MULTICOIL_TASKS, TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method,
+                    run_method, training_axial_slices)
 from ..priors.store import load_prior
 from ..solvers import SamplerOptions
 from ..tasks import TASKS as TASK_REGISTRY
 from ..tasks import Task, get_task
 from ..io.pictures import save_panel
 
-__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS", "write_markdown", "speed_table"]
+__all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS",
+           "write_markdown", "speed_table"]
 
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = [t for t in TASKS if t not in MULTICOIL_TASKS]  # the multi-coil specs run by name only
@@ -173,7 +175,8 @@ def results_json(tables: list[TaskTable]) -> dict:
     out = {}
     for t in tables:
         out[t.task] = {"label": t.label, "best_classical": t.best_classical(), "methods": {
-            k: {"psnr": [float(v) for v in r.psnr], "ssim": [float(v) for v in r.ssim], "nmse": [float(v) for v in r.nmse],
+            k: {"psnr": [float(v) for v in r.psnr], "ssim": [float(v) for v in r.ssim],
+                "nmse": [float(v) for v in r.nmse],
                 "seconds_per_slice": r.seconds_per_slice, "nfe": r.nfe,
                 **({"fastmri_volume": r.fastmri} if r.fastmri else {})} for k, r in t.results.items()}}
     return out
@@ -184,7 +187,8 @@ def write_markdown(tables: list[TaskTable], path: Path, command: str, extra: str
     fastMRI-convention metrics get two more columns: PSNR and SSIM of the slices as one volume."""
     from ..io.atomic import atomic_path
 
-    lines = ["# Benchmarks", "", f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ", f"Machine: {machine()}", "",
+    lines = ["# Benchmarks", "", f"Command: `{command}`  ", f"Date: {_dt.date.today().isoformat()}  ",
+             f"Machine: {machine()}", "",
              preamble]
     for t in tables:
         fm = " fastMRI PSNR dB (volume) | fastMRI SSIM |" if t.fastmri else ""

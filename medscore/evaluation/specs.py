@@ -110,7 +110,8 @@ def training_axial_slices() -> Tensor:
 
     vol, _ = load_embedded()
     z = np.arange(vol.shape[-1])
-    held = ((z >= TEST_SLAB[0] - GUARD) & (z < TEST_SLAB[1] + GUARD)) | ((z >= VAL_SLAB[0] - GUARD) & (z < VAL_SLAB[1] + GUARD))
+    held = (((z >= TEST_SLAB[0] - GUARD) & (z < TEST_SLAB[1] + GUARD))
+            | ((z >= VAL_SLAB[0] - GUARD) & (z < VAL_SLAB[1] + GUARD)))
     t1 = np.moveaxis(vol[0][..., ~held], -1, 0)
     keep = (t1 > 0.1).mean(axis=(1, 2)) >= 0.15
     return torch.from_numpy(np.ascontiguousarray(t1[keep]))[:, None]

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..transforms.array import RobustScaleIntensity
 
-__all__ = ["TEST_SLAB", "VAL_SLAB", "GUARD", "embedded_path", "load_embedded", "training_blocks", "held_out", "save_slab"]
+__all__ = ["TEST_SLAB", "VAL_SLAB", "GUARD", "embedded_path", "load_embedded", "training_blocks", "held_out",
+           "save_slab"]
 
 TEST_SLAB = (76, 86)
 VAL_SLAB = (100, 102)

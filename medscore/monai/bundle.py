@@ -85,7 +85,8 @@ def _network_entries(info: dict[str, Any]) -> dict[str, Any]:
                 "network": "$medscore_bundle.load_weights(@network_def, @bundle_root + '/models/model.safetensors')"
                            ".to(@device)"}
     split = info["level_split"]
-    return {"network_def": {"_target_": "medscore.monai.bundle.build_level_split", "switch_sigma": split["switch_sigma"],
+    return {"network_def": {"_target_": "medscore.monai.bundle.build_level_split",
+                            "switch_sigma": split["switch_sigma"],
                             **{m: {"model": split[f"{m}_info"]["model"], "sigmas": split[f"{m}_info"]["sigmas"]}
                                for m in _MEMBERS}},
             "network": "$medscore_bundle.load_split_weights(@network_def, @bundle_root + '/models').to(@device)"}
@@ -198,7 +199,8 @@ def _copy_level_split(prior: Any, models: Path) -> dict[str, Any]:
                                              **{f"{m}_info": infos[m] for m in _MEMBERS}}}
 
 
-def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri", orientation: str | None = "RAS") -> Path:
+def export_bundle(directory: str | Path, model: Any = None, *, task: str = "mri",
+                  orientation: str | None = "RAS") -> Path:
     """Write a MONAI bundle for ``model`` (default: the bundled prior) into the new or empty ``directory``.
 
     A level-split prior (such as the default one) exports both networks: ``models/coarse``, ``models/fine``,

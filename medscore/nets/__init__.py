@@ -9,7 +9,8 @@ from .refinenet import NCSN, NCSNv2, RefineNetScore
 from .level_split import LevelSplitScore
 from .unet import UNetScore
 
-__all__ = ["NCSN", "NCSNv2", "RefineNetScore", "UNetScore", "LevelSplitScore", "ScoreNetwork", "build_model", "count_parameters"]
+__all__ = ["NCSN", "NCSNv2", "RefineNetScore", "UNetScore", "LevelSplitScore", "ScoreNetwork", "build_model",
+           "count_parameters"]
 
 ScoreNetwork = RefineNetScore | UNetScore  # what build_model returns: s(x, sigma) with .sigmas, .in_channels
 

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import (InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, crop_to, log_sigma_features, network_input)
+from .layers import (InstanceNormPlus, NormParams, RefineBlock, ResidualBlock, _conv, crop_to, log_sigma_features,
+                     network_input)
 
 __all__ = ["RefineNetScore", "NCSN", "NCSNv2"]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .base import LinearOperator, MaskedUnitary, real_inner
-from .coils import (calibration_width, estimate_image_maps, estimate_smaps, estimate_smaps_volume, map_correlation, real_image_phase, smooth_image_phase)
+from .coils import (calibration_width, estimate_image_maps, estimate_smaps, estimate_smaps_volume, map_correlation,
+                    real_image_phase, smooth_image_phase)
 from .consistency import DataConsistency, GradientStep, HardProjection, NoisyProjection
 from .denoising import Denoising, estimate_noise_std
 from .inpainting import Inpainting, largest_hole_radius

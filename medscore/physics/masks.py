@@ -188,7 +188,8 @@ def make_mask(pattern: str, shape: tuple[int, int], accel: float, center: float,
     if pattern == "poisson-vd":
         m = _poisson_vd((h, w), accel, center, seed)
     else:
-        m = _monai_lines(pattern, w, accel, center, seed) if pattern != "poisson" else _poisson((h, w), accel, center, seed)
+        m = _monai_lines(pattern, w, accel, center, seed) if pattern != "poisson" else _poisson((h, w), accel, center,
+                                                                                                seed)
     if not m.any():
         raise MaskError(f"the {pattern} mask for shape {(h, w)}, accel {accel}, center {center} samples nothing: "
                         "lower accel or raise center")

@@ -20,7 +20,8 @@ from .stream import Streamed, batch_options, slice_seed, slices_of, stream, volu
 
 __all__ = [
     "solve_scan", "Source", "ScanSource", "KSpaceSource", "open_inputs", "RunReport", "reconstruct_file",
-    "inpaint_file", "denoise_file", "reconstruct_kspace_file", "reconstruct_multicoil_file", "reconstruct_path", "slices_of", "volume_of",
+    "inpaint_file", "denoise_file", "reconstruct_kspace_file", "reconstruct_multicoil_file", "reconstruct_path",
+    "slices_of", "volume_of",
     "stream", "Streamed", "auto_batch_size", "resolve_batch_size", "OutputPlan", "plan_outputs", "DERIVED",
     "slice_seed", "batch_options",
 ]

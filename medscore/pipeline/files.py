@@ -69,7 +69,8 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
 def reconstruct_kspace_file(kspace: str | Path, mask: ArrayOrPath | None = None, *, model: Any = None,
                             out: str | Path | None = None, opts: SamplerOptions | None = None,
                             batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
-                            smaps: ArrayOrPath | None = None, crop: Crop = None, multicoil_only: bool = False) -> RunReport:
+                            smaps: ArrayOrPath | None = None, crop: Crop = None,
+                            multicoil_only: bool = False) -> RunReport:
     """Reconstruct measured k-space as a complex image, with the prior on its real and imaginary parts (or a
     2-channel complex prior on the image itself).
 

@@ -14,7 +14,8 @@ import torch
 
 from ..checks import check_batch_size
 
-__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes", "auto_batch_size", "resolve_batch_size",
+__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes",
+           "auto_batch_size", "resolve_batch_size",
            "model_width"]
 
 BYTES_PER_PIXEL_CHANNEL = 128

@@ -20,7 +20,8 @@ from ..io.atomic import check_not_input
 from ..io.scans import Scan, output_paths, save_like
 from ..io.pictures import save_panel
 
-__all__ = ["RunReport", "DERIVED", "KSPACE_FILES", "OutputPlan", "plan_outputs", "default_output", "check_writable", "write_outputs",
+__all__ = ["RunReport", "DERIVED", "KSPACE_FILES", "OutputPlan", "plan_outputs", "default_output", "check_writable",
+           "write_outputs",
            "Panel"]
 
 DERIVED = ("zerofilled", "masked", "noisy", "std")

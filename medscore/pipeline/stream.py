@@ -17,7 +17,8 @@ import torch
 from ..errors import InputError, MedscoreError
 from ..solvers import SamplerOptions, SolverResult
 
-__all__ = ["Progress", "BatchSolver", "Streamed", "stream", "first_channel", "channel_magnitude", "slices_of", "volume_of",
+__all__ = ["Progress", "BatchSolver", "Streamed", "stream", "first_channel", "channel_magnitude", "slices_of",
+           "volume_of",
            "slice_seed", "batch_options"]
 
 Progress = Callable[[float, int], None]

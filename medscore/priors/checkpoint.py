@@ -27,7 +27,8 @@ from .checks import check_meta
 from ..nets import ScoreNetwork, build_model
 from ..nets.accelerate import inference_layout
 
-__all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256", "attach_presets"]
+__all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256",
+           "attach_presets"]
 
 FORMAT = "medscore-score-model"
 WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors", "model.json", "resume.pt"
@@ -138,7 +139,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: "
+                              f"{str(exc).splitlines()[0][:160]})") from None
     attach_presets(model, meta.get("presets"), meta_path)
     model.flip_invariant = trained_with_flips(meta)  # type: ignore[assignment]
     return LoadedModel(inference_layout(model.to(device).eval()), meta, weights)

@@ -20,7 +20,8 @@ from .checkpoint import META
 from .split_folder import (LEVEL_SPLIT_FORMAT, check_fields, combine, is_level_split, load_level_split,
                            member_ref)
 
-__all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "RAW_PHASE_PRIOR", "default_prior_name", "bundled_dir", "bundled_info", "bundled_label", "bundled_names",
+__all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "RAW_PHASE_PRIOR", "default_prior_name", "bundled_dir", "bundled_info",
+           "bundled_label", "bundled_names",
            "load_prior", "save_level_split", "check_model_arg"]
 
 BUNDLED_NAME = "mri-brain-ncsn-split"

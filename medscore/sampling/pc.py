@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from ..rng import Generators
-from .base import (Callback, Guidance, SampleResult, Sampler, ScoreFn, as_levels, noise_like, register_sampler, sigma_rows)
+from .base import (Callback, Guidance, SampleResult, Sampler, ScoreFn, as_levels, noise_like, register_sampler,
+                   sigma_rows)
 
 __all__ = ["PredictorCorrector"]
 

@@ -171,7 +171,8 @@ def _inpaint(levels: int, samples: int) -> dict[str, Any]:
 # 1D 8x and Poisson-vd 8x: 50 levels 35.22 dB, 30 levels 35.42, 20 levels 35.51, 2 chains of 25 levels 35.76; the
 # last with the flip ensemble 35.86, and with the second chain on the complementary flips (``solve``) 35.92.
 # Two passes (``prepass``: the first estimate's smooth phase moves into the coil maps, medscore.tasks.phase_pass),
-# with the maps of medscore.tasks.coil_phase (8x / 4x / Poisson-vd, mean): ``fast`` 20 levels in one pass 28.65 / 38.24 /
+# with the maps of medscore.tasks.coil_phase (8x / 4x / Poisson-vd, mean): ``fast`` 20 levels in one pass 28.65 / 38.24
+# /
 # 43.12 (36.67), 10 + 10 levels from sigma 0.3 28.95 / 38.56 / 43.42 (36.98); ``default`` 2 chains of 25 in one
 # pass 28.70 / 38.50 / 43.87 (37.02), 10 levels then 2 chains of 20 from 0.3 29.21 / 38.92 / 43.87 (37.33), 20
 # then 2 x 15 37.35, 2 x 10 then 2 x 15 37.31; one chain of 30 after 20 levels 36.86 (Poisson-vd needs 2 chains);

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from .levels import levels_tensor
 
-__all__ = ["FALLBACK_R_SINGLE_LEVEL", "schedule_ratio", "ncsnv2_variance_ratio", "ncsnv2_step_size", "resolve_step_size"]
+__all__ = ["FALLBACK_R_SINGLE_LEVEL", "schedule_ratio", "ncsnv2_variance_ratio", "ncsnv2_step_size",
+           "resolve_step_size"]
 
 # NCSN (2019) used eps = 2e-5 with sigma_L = 0.01, i.e. alpha_L = 0.2 sigma_L^2 (r = 0.1).
 FALLBACK_R_SINGLE_LEVEL = 0.1

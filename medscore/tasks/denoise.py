@@ -20,7 +20,8 @@ from .. import physics
 from ..physics import DataConsistency, Denoising
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, model_sigmas, repeat_chains, solve, tweedie_denoise)
+from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
+                       model_sigmas, repeat_chains, solve, tweedie_denoise)
 from .base import (ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, per_image,
                    register_task)
 

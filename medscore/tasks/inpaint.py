@@ -20,7 +20,8 @@ from ..physics import DataConsistency, Inpainting, expand_mask
 from ..physics.inpainting import largest_hole_radius
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, repeat_chains, solve)
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
+                       repeat_chains, solve)
 from .base import (ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, per_image,
                    register_task)
 

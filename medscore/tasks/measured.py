@@ -54,9 +54,11 @@ class CoilMaps:
         """Maps (B, C, H, W) complex64 to solve slices ``sl`` with, from their measured k-space ``y`` (B, C, H, W)
         on the [0, 1] image scale and sampling ``mask`` (H, W); and the phase (B, 1, H, W) moved into them.
 
-        Estimated maps carry the image's smooth phase already (:mod:`medscore.tasks.coil_phase`); the phase returned is 1.
+        Estimated maps carry the image's smooth phase already (:mod:`medscore.tasks.coil_phase`); the phase returned is
+        1.
         A file's maps are normalised and get the smooth phase of a TV-CS reconstruction with them
-        (:func:`~medscore.tasks.coil_phase.tv_image_phase`): the solved image times the returned phase is the image in the
+        (:func:`~medscore.tasks.coil_phase.tv_image_phase`): the solved image times the returned phase is the image in
+        the
         convention of the file's maps, so the outputs do not depend on this internal step.
         """
         t0 = time.perf_counter()

@@ -21,7 +21,8 @@ from ..physics import (DataConsistency, MultiCoilMRI, SingleCoilMRI, channels_to
                        expand_mask, make_mask)
 from ..rng import Generators
 from ..sampling import Guidance, Preset
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, presets_of, repeat_chains, solve)
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, presets_of,
+                       repeat_chains, solve)
 from .base import ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, register_task
 from .phase_pass import solve_two_pass
 

@@ -2,7 +2,8 @@
 
 Each magnitude slice gets a realistic phase, birdcage coil maps and complex k-space noise
 (:func:`medscore.physics.simulate_multicoil`), is undersampled by the spec's mask, and its coil maps are
-estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`: the whole fully sampled centre),
+estimated by ESPIRiT from the undersampled k-space alone (:func:`medscore.physics.estimate_smaps`: the whole fully
+sampled centre),
 their phase chosen so the image they encode is close to real (:mod:`medscore.tasks.coil_phase`: the calibration
 region's phase, refined by that of a short TV-CS reconstruction): no fully sampled
 data, no true maps and no magnitude-only undersampling reach any method (the "implicit data crime" of
@@ -117,7 +118,8 @@ class MultiCoilTask(MRITask):
 
     def coil_maps(self, kspace: np.ndarray, mask: np.ndarray) -> Tensor:
         """The maps (B, K, H, W) every method gets for undersampled k-space (B, K, H, W): ESPIRiT from the
-        autocalibration region and the image's smooth phase (:func:`medscore.tasks.coil_phase.estimate_reconstruction_maps`,
+        autocalibration region and the image's smooth phase
+        (:func:`medscore.tasks.coil_phase.estimate_reconstruction_maps`,
         as the file pipeline does)."""
         return estimate_reconstruction_maps(kspace, mask)
 

@@ -22,7 +22,8 @@ from torch import Tensor
 from .coil_phase import PHASE_SMOOTHING
 from ..physics import channels_to_complex, complex_to_channels, smooth_image_phase
 from ..sampling import Preset, select_levels
-from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult, model_sigmas, solve)
+from ..solvers import (WARM_START, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
+                       model_sigmas, solve)
 
 __all__ = ["solve_two_pass", "PREPASS_SEED_OFFSET"]
 

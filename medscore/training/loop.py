@@ -69,7 +69,8 @@ def _val_loss(model: torch.nn.Module, images: torch.Tensor, sigmas: torch.Tensor
     return float(0.5 * (s * out + z).pow(2).flatten(1).sum(1).mean())
 
 
-def _write_samples(model: torch.nn.Module, cfg: TrainConfig, sigmas: torch.Tensor, path: Path, device: torch.device) -> None:
+def _write_samples(model: torch.nn.Module, cfg: TrainConfig, sigmas: torch.Tensor, path: Path,
+                   device: torch.device) -> None:
     from ..sampling import annealed_langevin, resolve_step_size, select_levels
     from ..io.pictures import save_grid
 

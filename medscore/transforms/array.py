@@ -62,7 +62,8 @@ class RobustScaleIntensity(InvertibleTransform):
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
         """Scanner units again, with the ``(lo, hi)`` this transform recorded on ``data``."""
         if not isinstance(data, MetaTensor):
-            raise ValueError("RobustScaleIntensity.inverse needs the MetaTensor it returned (use unscale_intensity for arrays)")
+            raise ValueError("RobustScaleIntensity.inverse needs the MetaTensor it returned (use unscale_intensity for "
+                             "arrays)")
         info = self.pop_transform(data)[TraceKeys.EXTRA_INFO]
         return unscale_intensity(data, (info["lo"], info["hi"]))
 

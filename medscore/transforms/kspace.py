@@ -36,7 +36,8 @@ class KspaceUndersample(Randomizable, Transform):
         self.mask = mask
         self.last_mask: np.ndarray | None = None
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> KspaceUndersample:
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> KspaceUndersample:
         super().set_random_state(seed, state)
         if isinstance(self.mask, KspaceMask):
             self.mask.set_random_state(seed, state)
@@ -66,11 +67,13 @@ class KspaceUndersampled(Randomizable, MapTransform):
     """Dictionary version: ``d[f"{key}_kspace"]`` and ``d[f"{key}_zerofilled"]`` from ``d[key]``, plus
     ``d[f"{key}_mask"]`` (the mask used). Channel-first (1, H, W) inputs are undersampled per channel."""
 
-    def __init__(self, keys: KeysCollection, mask: NdarrayOrTensor | KspaceMask, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, mask: NdarrayOrTensor | KspaceMask,
+                 allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.undersample = KspaceUndersample(mask)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> KspaceUndersampled:
+    def set_random_state(self, seed: int | None = None,
+                         state: np.random.RandomState | None = None) -> KspaceUndersampled:
         super().set_random_state(seed, state)
         self.undersample.set_random_state(seed, state)
         return self
