@@ -14,7 +14,7 @@ from medscore.priors.checks import estimate_parameters
 from medscore.nets import NCSN, build_model, count_parameters
 from medscore.training.noise import geometric_sigmas
 from medscore.training.loop import train
-from medscore.training.init_from import warm_start
+from medscore.training.init_from import init_weights_from
 from test_dsm import _gen, _rel_errors, _train
 
 SIGMAS = geometric_sigmas(1.0, 0.01, 5)
@@ -36,7 +36,7 @@ def _magnitude_source(tmp_path) -> tuple:
 def test_a_pair_prior_warm_started_from_a_magnitude_prior_is_that_prior_on_each_channel(tmp_path):
     src, mag = _magnitude_source(tmp_path)
     pair = build_model(PAIR, SIGMAS)
-    warm_start(pair, src)
+    init_weights_from(pair, src)
     pair.eval()
     x, sigma = torch.randn(3, 2, 20, 24), SIGMAS[[0, 2, 4]]
     with torch.no_grad():
@@ -48,7 +48,7 @@ def test_a_pair_prior_warm_started_from_a_magnitude_prior_is_that_prior_on_each_
         assert (pair(x, sigma) - both).abs().max() > 1e-3
     plain = build_model(ModelConfig(arch="ncsn", ngf=4, in_channels=2), SIGMAS)
     with pytest.raises(CheckpointError, match="channel count"):
-        warm_start(plain, src)  # only the channel pair widens a magnitude network
+        init_weights_from(plain, src)  # only the channel pair widens a magnitude network
 
 
 def test_a_pair_prior_is_equivariant_to_swapping_the_channels():

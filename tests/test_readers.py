@@ -14,6 +14,8 @@ from medscore.io.scans import load_scan
 from medscore.training.dataset import load_volumes
 from medscore.transforms import inference_transforms
 
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.filterwarnings("ignore::UserWarning")]
+
 AFFINE = np.array([[0, -1.2, 0, 10], [0.9, 0, 0, -5], [0, 0, 2.5, 3], [0, 0, 0, 1.0]])
 
 
