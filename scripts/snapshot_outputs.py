@@ -82,8 +82,10 @@ CANDIDATES: dict[str, list[str]] = {
               "medscore.evaluation.methods", "medscore.evaluation.benchmark", "medscore.benchmark"],
     "inferer": ["medscore.inferer", "medscore.monai.inferer", "medscore.monai"],
     "simulate": ["medscore.physics.simulate", "medscore.physics", "medscore.physics.coils"],
-    "solvers": ["medscore.api", "medscore.solvers", "medscore.sampling", "medscore.solve"],
-    "presets": ["medscore.solvers", "medscore.sampling", "medscore.sampling.presets", "medscore.solve"],
+    "solvers": ["medscore.api", "medscore.solvers", "medscore.solvers.options", "medscore.solvers.driver",
+                "medscore.sampling", "medscore.solve"],
+    "presets": ["medscore.solvers", "medscore.solvers.driver", "medscore.solvers.presets", "medscore.sampling",
+                "medscore.sampling.presets", "medscore.solve"],
     "tuning": ["medscore.tuning", "medscore.evaluation.tuning", "medscore.evaluation"],
     "cli": ["medscore.cli.main", "medscore.cli", "medscore.cli.app", "medscore"],
 }
@@ -447,8 +449,21 @@ def section_inferer(rec: Recorder) -> None:
         rec.put("inferer/mri/volume_5d", inf(vol, networks[False]))
 
 
-# Classical methods not run: none at this size (BM3D takes about 1 s on a 64 x 64 slice on 2 cores).
+# Classical methods not run: none at this size (BM3D takes about 1 s on a 64 x 64 slice, single-threaded).
 SKIP_METHODS: tuple[str, ...] = ()
+
+
+def pin_bm3d_threads() -> None:
+    """BM3D single-threaded. The bm3d package's default profile has ``num_threads = 0`` (auto), and its own
+    comment says that results then vary from call to call (the order of the aggregation's float additions):
+    medscore's ``denoise_bm3d`` with the default profile differed by up to 5e-7 between two runs, and between
+    two calls in one process, whatever OMP_NUM_THREADS says. With one thread it is bit-reproducible. This
+    changes the third-party library's setting only, not medscore's code."""
+    try:
+        import bm3d.profiles
+    except ImportError:
+        return
+    bm3d.profiles.BM3DProfile.num_threads = 1
 
 
 def section_bench(rec: Recorder) -> None:
@@ -564,6 +579,7 @@ def record(out: Path, threads: int, sections: list[str], verbose: bool = False) 
     import torch
 
     torch.set_num_threads(threads)
+    pin_bm3d_threads()
     import medscore
 
     print(f"medscore from {medscore.__file__}; {threads} threads")
@@ -620,6 +636,7 @@ def _version(name: str) -> str | None:
 
 def compare(a_path: Path, b_path: Path) -> int:
     a, b = np.load(a_path, allow_pickle=False), np.load(b_path, allow_pickle=False)
+    _compare_settings(a_path.with_suffix(".json"), b_path.with_suffix(".json"))
     keys = sorted(set(a.files) | set(b.files))
     bad = 0
     width = max((len(k) for k in keys), default=0)
@@ -636,6 +653,22 @@ def compare(a_path: Path, b_path: Path) -> int:
         print(f"{k:<{width}}  DIFFERENT  {_difference(x, y)}")
     print(f"{len(keys) - bad} of {len(keys)} keys bit-identical; {bad} differ or are missing")
     return 1 if bad else 0
+
+
+def _compare_settings(a_json: Path, b_json: Path) -> None:
+    """Notes (not failures) on what the two records ran with: threads and library versions differing explain
+    differences; the modules names were found in are expected to differ between layouts."""
+    if not (a_json.is_file() and b_json.is_file()):
+        return
+    ma, mb = json.loads(a_json.read_text()), json.loads(b_json.read_text())
+    print(f"A: medscore from {ma.get('medscore_file')}\nB: medscore from {mb.get('medscore_file')}")
+    for field in ("threads", "python", "versions"):
+        if ma.get(field) != mb.get(field):
+            print(f"NOTE: {field} differ: A {ma.get(field)} / B {mb.get(field)}")
+    ra, rb = ma.get("resolved", {}), mb.get("resolved", {})
+    for k in sorted(set(ra) | set(rb)):
+        if ra.get(k) != rb.get(k):
+            print(f"note: {k} resolved from {ra.get(k)} in A, {rb.get(k)} in B")
 
 
 def _difference(x: np.ndarray, y: np.ndarray) -> str:
