@@ -29,14 +29,21 @@ from .devices import resolve_device
 from .priors.store import load_prior
 from .physics import make_mask, validate_mask
 from .pipeline import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file, reconstruct_path
+from .pipeline.driver import check_slice_memory
+from .pipeline.memory import model_width
+from .errors import InputError
 from .solvers import SamplerOptions
+from .solvers.adapt import Adaptation, AdaptedPrior
 from .tasks import get_task
 
 __all__ = [
     "Estimate", "load_prior", "make_mask", "reconstruct_mri", "inpaint", "denoise", "sample", "sample_to_files",
     "reconstruct_file", "reconstruct_kspace_file", "reconstruct_path", "inpaint_file", "denoise_file", "train",  # noqa: F822
-    "SamplerOptions",
+    "SamplerOptions", "Adaptation",
 ]
+
+
+AdaptArg = bool | Adaptation
 
 
 def __getattr__(name: str):
@@ -58,6 +65,7 @@ class Estimate:
     nfe: int
     seconds: float
     total_nfe: int = 0
+    adaptation: dict | None = None  # with adapt=: its settings and the forward / backward passes it took
 
 
 def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
@@ -69,7 +77,17 @@ def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
     return t[:, None].to(device), single
 
 
-def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = False) -> Estimate:
+def _network(prior: LoadedModel, adapt: AdaptArg) -> torch.nn.Module:
+    """The prior's score network, or (``adapt``) a copy adapted during the solve."""
+    if adapt is False or adapt is None:
+        return prior.model
+    settings = adapt if isinstance(adapt, Adaptation) else Adaptation()
+    if adapt is not True and not isinstance(adapt, Adaptation):
+        raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")
+    return AdaptedPrior(prior.model, settings)
+
+
+def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = False, net: object = None) -> Estimate:
     def arr(t: torch.Tensor | None) -> np.ndarray | None:
         if t is None:
             return None
@@ -77,7 +95,8 @@ def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = Fals
         a = t.float().cpu().numpy()
         return a[0] if single else a
 
-    return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds, res.total_nfe)  # type: ignore[arg-type]
+    adapted = net.report() if isinstance(net, AdaptedPrior) else None
+    return Estimate(arr(res.mean), arr(res.std), res.nfe, res.seconds, res.total_nfe, adapted)  # type: ignore[arg-type]
 
 
 def _setup(model, device: str, preset: str, samples: int, seed: int, complex_data: bool = False,
@@ -92,13 +111,46 @@ def _setup(model, device: str, preset: str, samples: int, seed: int, complex_dat
     return prior, dev, opts
 
 
+def _check_fits(prior: LoadedModel, dev: torch.device, opts: SamplerOptions, task: str, images: object,
+                channels: int = 1, method: str | None = None) -> None:
+    """The images (H, W) or (B, H, W), solved in one batch with their chains, fit in free memory (one InputError)."""
+    shape = tuple(int(n) for n in np.shape(images))
+    batch, (h, w) = (shape[0] if len(shape) == 3 else 1), shape[-2:]
+    chains = get_task(task).chains(opts, method)
+    check_slice_memory((h, w), model_width(prior.meta), batch * chains, channels, dev,
+                       f"{batch} image(s) of {h} x {w} pixels with {chains} chain(s) each",
+                       "lower samples, or pass fewer images at a time")
+
+
+def _check_sample_size(n: int, size: int | tuple[int, int], dev: torch.device | None = None,
+                       ngf: int | None = None) -> tuple[int, int]:
+    """``n`` >= 1 and sides >= 8, and ``n`` images of that size fit in free memory: their four float32 copies
+    (start, iterate, noise, score) before any model is loaded (``ngf`` None), the network's estimate after."""
+    from .checks import check_int, check_memory
+    from .errors import InputError
+
+    check_int("n", n, 1)
+    sides = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if len(sides) != 2:
+        raise InputError(f"size must be an integer or (H, W), got {size!r}")
+    h, w = check_int("size", sides[0], 8), check_int("size", sides[1], 8)
+    what, hint = f"sampling {n} images of {h} x {w} pixels", "lower n (-n) or size (--size)"
+    if ngf is None:
+        check_memory(what, 4 * n * h * w * 4, hint)
+    else:
+        check_slice_memory((h, w), ngf, n, 1, dev, what, hint)
+    return h, w
+
+
 def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None,
-                    seed: int = 0, device: str = "cpu", noise_std: float = 0.0, **overrides) -> Estimate:
+                    seed: int = 0, device: str = "cpu", noise_std: float = 0.0, adapt: AdaptArg = False,
+                    **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured single-coil centred k-space on the [0, 1] image
     scale; the estimate is then the magnitude of the complex reconstruction, solved with the image's smooth phase
     moved into a one-coil map (:func:`medscore.tasks.coil_phase.single_coil_phase_map`), as ``medscore reconstruct``
-    does with k-space files."""
+    does with k-space files. ``adapt`` (True or an :class:`~medscore.solvers.adapt.Adaptation`): test-time
+    adaptation of the prior to these measurements."""
     from .checks import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
@@ -107,33 +159,36 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
     prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
+    _check_fits(prior, dev, opts, "mri", data, channels=2 if is_kspace else 1)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
-    mri = get_task("mri")
+    mri, net = get_task("mri"), _network(prior, adapt)
     if is_kspace:
         k = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).to(dev, torch.complex64)
         single = k.ndim == 2
         k = (k[None] if single else k)[:, None]
         k = k * m
-        res = mri.solve(prior.model, k, m, opts, real_image=False, noise_std=noise_std,
-                        smaps=single_coil_phase_map(k, m))
-        return _estimate(res, single, channel_norm=True)  # the magnitude: the phase map does not change it
+        res = mri.solve(net, k, m, opts, real_image=False, noise_std=noise_std, smaps=single_coil_phase_map(k, m))
+        return _estimate(res, single, channel_norm=True, net=net)  # the magnitude: the phase map leaves it
     x, single = _batch(data, dev)
     y = mri.operator(m, real_image=True).A(x.float())
-    return _estimate(mri.solve(prior.model, y, m, opts, real_image=True, noise_std=noise_std), single)
+    return _estimate(mri.solve(net, y, m, opts, real_image=True, noise_std=noise_std), single, net=net)
 
 
 def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
-            device: str = "cpu", **overrides) -> Estimate:
-    """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known."""
+            device: str = "cpu", adapt: AdaptArg = False, **overrides) -> Estimate:
+    """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known. ``adapt``: as
+    :func:`reconstruct_mri`'s."""
     from .checks import check_image_array
 
     check_image_array("image", image)
     validate_mask(mask, tuple(np.shape(image)[-2:]))
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    _check_fits(prior, dev, opts, "inpaint", image)
     x, single = _batch(image, dev)
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
-    return _estimate(get_task("inpaint").solve(prior.model, x.float() * m, m, opts), single)
+    net = _network(prior, adapt)
+    return _estimate(get_task("inpaint").solve(net, x.float() * m, m, opts), single, net=net)
 
 
 def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
@@ -148,6 +203,7 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
     task = get_task("denoise")
     check_choice("method", method, task.methods)
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    _check_fits(prior, dev, opts, "denoise", image, method=method)
     x, single = _batch(image, dev)
     sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())
     return _estimate(task.solve(prior.model, x.float(), sigma, opts, method=method), single)
@@ -155,15 +211,11 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
 
 def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,
            device: str = "cpu", **overrides) -> Estimate:
-    """``n`` unconditional samples (n, H, W) from the prior."""
-    from .checks import check_int
-
-    check_int("n", n, 1)
-    for side in ((size, size) if isinstance(size, int) else tuple(size)):
-        check_int("size", side, 8)
+    """``n`` unconditional samples (n, H, W) from the prior, drawn as one batch (checked against free memory)."""
+    shape = _check_sample_size(n, size)
     prior, dev, opts = _setup(model, device, preset, 1, seed, **overrides)
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    return _estimate(solvers.sample(prior.model, n, shape, opts, device=dev), single=False)  # type: ignore[arg-type]
+    _check_sample_size(n, shape, dev, model_width(prior.meta))
+    return _estimate(solvers.sample(prior.model, n, shape, opts, device=dev), single=False)
 
 
 def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts: SamplerOptions | None = None,
@@ -177,15 +229,15 @@ def sample_to_files(n: int, out: str | Path, *, size: int = 64, model=None, opts
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must be a .png file, got {out.name}")
-    if n < 1 or size < 8:
-        raise InputError("need n >= 1 and size >= 8")
+    shape = _check_sample_size(n, size)
     from .io.atomic import ensure_writable
 
     ensure_writable(out, "out")
     dev = resolve_device(device)
     prior = load_prior(model, dev)
+    _check_sample_size(n, shape, dev, model_width(prior.meta))
     cb = None if progress is None else (lambda i, total: progress(i + 1, total))
-    res = solvers.sample(prior.model, n, (size, size), opts or SamplerOptions(), device=dev, callback=cb)
+    res = solvers.sample(prior.model, n, shape, opts or SamplerOptions(), device=dev, callback=cb)
     imgs = res.mean[:, 0].float().cpu().numpy()
     png = save_grid(imgs, out)
     npy = out.with_suffix(".npy")

@@ -15,8 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from _synth import QUIET_MONAI, line_mask, ramp_phantom_scan, tiny_model
-from medscore.monai.bundle import build_network, export_bundle, load_weights
+from medscore.monai.bundle import FixedLevelScore, build_network, export_bundle, load_weights
 from medscore.priors.checkpoint import load_model
+from medscore.priors.store import bundled_names, load_prior
 from medscore.cli.main import app
 from medscore.errors import InputError
 from medscore.monai.inferer import ScoreInferer
@@ -47,14 +48,18 @@ def test_bundle_layout_and_network_from_config(data):
                 "docs/README.md"):
         assert (b / rel).is_file(), rel
     cfg = json.loads((b / "configs" / "inference.json").read_text())
-    assert cfg["network_def"]["_target_"] == "medscore.monai.bundle.build_network"
-    net = load_weights(build_network(cfg["network_def"]["model"], cfg["network_def"]["sigmas"]),
+    assert cfg["score_def"]["_target_"] == "medscore.monai.bundle.build_network"
+    assert cfg["network_def"] == {"_target_": "medscore.monai.bundle.FixedLevelScore", "score": "@score_def",
+                                  "sigma": "@score_sigma"}
+    net = load_weights(build_network(cfg["score_def"]["model"], cfg["score_def"]["sigmas"]),
                        b / "models" / "model.safetensors")
     ref = load_model(data["model"]).model
     x = torch.rand(2, 1, 16, 20)
     s = torch.tensor([0.5, 0.05])
+    fixed = torch.full((2,), cfg["score_sigma"])
     with torch.inference_mode():
         torch.testing.assert_close(net(x, s), ref(x, s), rtol=0, atol=0)
+        torch.testing.assert_close(FixedLevelScore(net, cfg["score_sigma"])(x), ref(x, fixed), rtol=0, atol=0)
     meta = json.loads((b / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
 
@@ -110,3 +115,50 @@ def test_score_inferer_tasks_on_a_batch_of_slices(data):
     assert ScoreInferer("denoise", noise_std=0.1)(x, net).shape == x.shape
     with pytest.raises(InputError, match="unknown task"):
         ScoreInferer("segment")
+
+
+def _bundled_ref(name: str | None) -> str | None:
+    return None if name is None else f"bundled:{name}"
+
+
+@pytest.mark.parametrize("name", [None, *bundled_names()])
+def test_every_bundled_prior_exports_a_bundle_monai_verifies(name, tmp_path):
+    """``monai.bundle verify_net_in_out network_def`` passes on the bundle of every one-channel bundled prior (the
+    default level split included); a complex (2-channel) prior is refused before anything is written."""
+    from monai.bundle import ConfigParser, verify_net_in_out
+
+    root = tmp_path / "bundle"
+    if getattr(load_prior(_bundled_ref(name)).model, "in_channels", 1) != 1:
+        with pytest.raises(InputError, match="2-channel"):
+            export_bundle(root, _bundled_ref(name))
+        assert not root.exists()
+        return
+    export_bundle(root, _bundled_ref(name))
+    meta, config = root / "configs" / "metadata.json", root / "configs" / "inference.json"
+    verify_net_in_out(net_id="network_def", meta_file=str(meta), config_file=str(config), device="cpu")
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.read_meta(str(meta))
+    parser["bundle_root"], parser["device"] = str(root), "cpu"
+    net, network_def = parser.get_parsed_content("network"), parser.get_parsed_content("network_def")
+    assert net is network_def.score  # the inferer gets the score network the checked network wraps
+    x = torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x, torch.full((1,), network_def.sigma)), load_prior(_bundled_ref(name)).model(
+            x, torch.full((1,), network_def.sigma)), rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:parsing config_file.*:UserWarning")  # MONAI's notice about trusting configs
+def test_the_default_prior_bundle_runs_like_reconstruct_file(data, tmp_path):
+    """The bundle of the default prior (a level split) runs under ``monai.bundle.run`` and gives what
+    ``reconstruct_file`` gives with the bundled prior."""
+    from monai.bundle import run
+
+    bundle = export_bundle(tmp_path / "bundle")
+    run(config_file=str(bundle / "configs" / "inference.json"), bundle_root=str(bundle),
+        dataset_dir=str(data["scan"].parent), output_dir=str(tmp_path / "eval"), mask_file=str(data["mask"]),
+        preset="fast", num_levels=3, seed=4, batch_size=2, device="cpu")
+    ref = reconstruct_file(data["scan"], data["mask"], out=tmp_path / "ref.nii.gz",
+                           opts=SamplerOptions(preset="fast", num_levels=3, seed=4), batch_size=2, device="cpu")
+    got, want = nib.load(str(tmp_path / "eval" / "head_medscore.nii.gz")), nib.load(str(ref.outputs["output"]))
+    np.testing.assert_allclose(got.get_fdata(), want.get_fdata(), rtol=0, atol=1e-4)

@@ -149,10 +149,12 @@ def test_corrupt_weights(saved):
     with pytest.raises(CheckpointError, match="SHA-256 differs"):  # caught by the recorded hash first
         load_model(out)
     meta = json.loads((out / META).read_text())
-    del meta["sha256"]  # a model.json written before hashes were recorded: the loader still refuses it
-    (out / META).write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="cannot load weights"):
+    del meta["sha256"], meta["sha256_raw"]  # a model.json written before hashes were recorded: refused, unless
+    (out / META).write_text(json.dumps(meta))  # the caller opts in, and then the truncated file does not load
+    with pytest.raises(CheckpointError, match="cannot be verified"):
         load_model(out)
+    with pytest.raises(CheckpointError, match="cannot load weights"):
+        load_model(out, allow_unverified=True)
     (out / WEIGHTS).write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError):
         load_model(out)

@@ -131,8 +131,8 @@ def test_a_level_split_exports_as_a_monai_bundle_of_both_networks(tmp_path):
     save_level_split(tmp_path / "m", "coarse", "fine", 0.1)
     bundle = export_bundle(tmp_path / "bundle", tmp_path / "m")
     cfg = json.loads((bundle / "configs" / "inference.json").read_text())
-    assert cfg["network_def"]["_target_"] == "medscore.monai.bundle.build_level_split"
-    net = load_split_weights(build_level_split(**{k: v for k, v in cfg["network_def"].items() if k != "_target_"}),
+    assert cfg["score_def"]["_target_"] == "medscore.monai.bundle.build_level_split"
+    net = load_split_weights(build_level_split(**{k: v for k, v in cfg["score_def"].items() if k != "_target_"}),
                              bundle / "models")
     ref = load_prior(tmp_path / "m").model
     again = load_prior(bundle / "models").model

@@ -61,8 +61,11 @@ def print_report(report, title: str | None = None) -> None:
     else:
         console.print(f"{report.task}: {report.slices} slice(s), {report.nfe} NFE/slice, {report.seconds:.1f} s (no "
                       f"reference: no metrics)")
+    width = max([11, *(len(name) for name in report.info)])
+    for name, value in report.info.items():  # what the task chose, e.g. the noise level on both scales
+        console.print(f"{name:>{width}}: {value}")
     for name, path in report.outputs.items():
-        console.print(f"{name:>11}: {path}")
+        console.print(f"{name:>{width}}: {path}")
 
 
 @contextlib.contextmanager
@@ -79,11 +82,12 @@ def slice_progress(description: str) -> Iterator:
 
 def preflight(scan, out, suffix: str, *, axis: int | None = 2, batch_size=None, kspace: bool = False) -> None:
     """Checks of a solve command made before any model is loaded: the scan exists, its slices are large
-    enough (from the file header), the batch size, and that the output location can be written."""
+    enough (from the file header), the batch size, and that the output location can be written: a NIfTI, or for
+    ``kspace`` input also a fastMRI ``.h5``, never the input itself."""
     from pathlib import Path
 
     from ..errors import InputError
-    from ..io.atomic import ensure_writable
+    from ..io.atomic import check_not_input, ensure_writable
     from ..io.scans import output_paths, peek_shape
     from ..checks import check_batch_size, check_slice_shape
 
@@ -98,6 +102,12 @@ def preflight(scan, out, suffix: str, *, axis: int | None = 2, batch_size=None, 
     elif shape is not None and len(shape) in (2, 3):
         check_slice_shape(scan.name, shape[-2:])
     target = output_paths(scan, out, suffix)
-    if not target.name.lower().endswith((".nii", ".nii.gz")):
-        raise InputError(f"--out must be a .nii or .nii.gz file, got {target.name}")
+    name = target.name.lower()
+    if name.endswith(".h5") and not kspace:
+        raise InputError(f"--out {target.name}: a fastMRI .h5 output needs k-space input (a fastMRI .h5 or a complex "
+                         ".npy); for image inputs give a .nii or .nii.gz file")
+    if not name.endswith((".nii", ".nii.gz", ".h5")):
+        h5 = " (or a fastMRI .h5)" if kspace else ""
+        raise InputError(f"--out must be a .nii or .nii.gz file{h5}, got {target.name}")
+    check_not_input(target, scan)
     ensure_writable(target, "--out")

@@ -43,9 +43,12 @@ def demo_command(
 ) -> None:
     """Held-out embedded slices: 4x and 8x MRI, 70 % missing pixels, sigma 0.1 noise; medscore vs classical."""
     with handle_errors():
-        from ..evaluation.benchmark import DEMO_TASKS, embedded_slices, run_tasks
+        from ..evaluation.benchmark import DEMO_TASKS, check_presets, embedded_slices, run_tasks, task_outputs
+        from ..io.atomic import check_out_folder
         from ..io.embedded import TEST_SLAB
 
+        check_out_folder(out, [p for t in DEMO_TASKS for p in task_outputs(Path(), t).values()])
+        check_presets([preset], model)
         n = TEST_SLAB[1] - TEST_SLAB[0]
         k = max(1, min(slices, n))
         ref, val, affine = embedded_slices(list(range((n - k) // 2, (n - k) // 2 + k)))
@@ -70,16 +73,12 @@ def benchmark_command(
 ) -> None:
     """Every method on the same degraded held-out slab; writes docs/benchmarks.md and figures."""
     with handle_errors():
-        from ..evaluation.benchmark import (BENCHMARK_TASKS, embedded_slices, external_slices, machine, run_tasks,
-                                            speed_table, write_json, write_markdown)
-        from ..errors import InputError
-        from ..evaluation.specs import TASKS
+        from ..evaluation.benchmark import (embedded_slices, external_slices, machine, run_tasks, speed_table,
+                                            write_json, write_markdown)
 
-        names = BENCHMARK_TASKS if tasks == "all" else [t.strip() for t in tasks.split(",")]
-        bad = [t for t in names if t not in TASKS]
-        if bad:
-            raise InputError(f"unknown task(s) {bad}: choose from {', '.join(TASKS)}")
-        ref, val, affine = embedded_slices(None if slices == "all" else [int(s) for s in slices.split(",")])
+        names, index, chosen = _check_benchmark(out, tasks, slices, presets, curve, external, model)
+        presets = ",".join(chosen)
+        ref, val, affine = embedded_slices(index)
         command = "medscore benchmark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         log = lambda m: err_console.print(m, highlight=False)  # noqa: E731
         figs = out / "figures" / "benchmark"
@@ -93,7 +92,7 @@ def benchmark_command(
             epi = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
             ext_ref, ext_val, ext_aff = external_slices(epi, [10, 13, 16], [7])
             log("out of distribution: nibabel's example4d.nii.gz (real EPI, 2 mm)")
-            ext = run_tasks(["mri-1d-4x", "denoise-0.05"], ext_ref, ext_val, [presets.split(",")[0]], model=model,
+            ext = run_tasks(EXTERNAL_TASKS, ext_ref, ext_val, [presets.split(",")[0]], model=model,
                             out_dir=figs / "external", affine=ext_aff, log=log, nearest=False,
                             denoise_methods=("tweedie",))
             for t in ext:
@@ -104,6 +103,59 @@ def benchmark_command(
         write_json(tables, out / "benchmark_results.json", {"command": command, "machine": machine()})
         console.print(_table(tables, "medscore benchmark"))
         console.print(f"wrote {md}")
+
+
+EXTERNAL_TASKS = ["mri-1d-4x", "denoise-0.05"]  # run on nibabel's example EPI (--external)
+CURVE_FIGURE = "figures/nfe_curve_mri4x.png"
+
+
+def _parse_slices(text: str) -> list[int] | None:
+    """``--slices``: ``'all'`` (None) or comma-separated indices of the held-out test slab, each in range."""
+    from ..errors import InputError
+    from ..io.embedded import TEST_SLAB
+
+    n = TEST_SLAB[1] - TEST_SLAB[0]
+    if text.strip() == "all":
+        return None
+    try:
+        index = [int(s) for s in text.split(",")]
+    except ValueError:
+        index = []
+    if not index or any(not 0 <= i < n for i in index):
+        raise InputError(f"--slices must be 'all' or comma-separated test slice indices in 0..{n - 1}, got {text!r}")
+    return index
+
+
+def _check_benchmark(out: Path, tasks: str, slices: str, presets: str, curve: bool, external: bool,
+                     model) -> tuple[list[str], list[int] | None, list[str]]:
+    """``medscore benchmark``'s checks before its minutes of compute: the task names, --slices, every output
+    under --out and the presets; returns the tasks, the slice indices (None: all) and the presets."""
+    from ..errors import InputError
+    from ..evaluation.benchmark import BENCHMARK_TASKS, check_presets
+    from ..evaluation.specs import TASKS
+    from ..io.atomic import check_out_folder
+
+    names = BENCHMARK_TASKS if tasks == "all" else [t.strip() for t in tasks.split(",")]
+    bad = [t for t in names if t not in TASKS]
+    if bad:
+        raise InputError(f"unknown task(s) {bad}: choose from {', '.join(TASKS)}")
+    index = _parse_slices(slices)
+    check_out_folder(out, _benchmark_files(names, curve, external))
+    chosen = [p.strip() for p in presets.split(",")]
+    check_presets(chosen, model, "--presets")
+    return names, index, chosen
+
+
+def _benchmark_files(names: list[str], curve: bool, external: bool) -> list[Path]:
+    """Every file ``medscore benchmark`` writes, relative to --out: checked before its minutes of compute."""
+    from ..evaluation.benchmark import task_outputs
+
+    figs = Path("figures") / "benchmark"
+    files = [Path("benchmarks.md"), Path("benchmark_results.json")]
+    files += [p for t in names for p in task_outputs(figs, t).values()]
+    files += [Path(CURVE_FIGURE)] * curve
+    files += [p for t in EXTERNAL_TASKS for p in task_outputs(figs / "external", t).values()] * external
+    return files
 
 
 PREAMBLE = """All numbers below were produced by the command above, on the code as committed, on the machine named.
@@ -132,11 +184,11 @@ def _curve_section(tables, ref, out: Path, model, log) -> str:
     t4 = next((t for t in tables if t.task == "mri-1d-4x"), None)
     base = {} if t4 is None else {k.split(" (")[0]: float(r.psnr.mean()) for k, r in t4.results.items()
                                   if k == "zero-filled" or k.startswith("TV-CS")}
-    plot_curves(curves, base, out / "figures" / "nfe_curve_mri4x.png",
+    plot_curves(curves, base, out / CURVE_FIGURE,
                 "PSNR (dB) vs NFE per slice, MRI 1D 4x, test slices")
     rows = [f"| {name} | {n} | {p:.2f} | {s:.4f} |" for name, pts in curves.items() for n, p, s in pts]
     return ("\n### Quality vs NFE, MRI 1D 4x (test slices, one chain per point)\n\n| sampler | NFE | PSNR dB | SSIM |\n"
-            "|---|---|---|---|\n" + "\n".join(rows) + "\n\n![quality vs NFE](figures/nfe_curve_mri4x.png)\n")
+            "|---|---|---|---|\n" + "\n".join(rows) + f"\n\n![quality vs NFE]({CURVE_FIGURE})\n")
 
 
 def _targets(tables) -> str:
@@ -197,6 +249,8 @@ def tune_command(
             raise InputError(f"unknown task(s) in --tasks: choose from {', '.join(TASKS)}")
         if not (model / "model.json").is_file():
             raise InputError(f"{model} is not a model folder (no model.json)")
+        if write:  # before minutes of trials: the presets go into MODEL/model.json
+            _check_model_writable(model)
         prior = load_prior(model)
         val = torch.from_numpy(held_out("val"))[:, None]
         trials = run_trials(prior.model, val, names, default_candidates(),
@@ -206,3 +260,14 @@ def tune_command(
             console.print(f"{p.name}: {p.to_dict()}")
         if write:
             console.print(f"wrote {write_presets(model, presets)}")
+
+
+def _check_model_writable(model: Path) -> None:
+    """``medscore tune`` writes MODEL/model.json (atomically, beside it): refuse a folder it cannot write, up front."""
+    from ..errors import OutputError
+    from ..io.atomic import ensure_writable
+
+    try:
+        ensure_writable(model / "model.json", "MODEL")
+    except OutputError as exc:
+        raise OutputError(f"{exc}; pass --no-write to print the tuned presets only") from None

@@ -30,18 +30,19 @@ def mask_command(
         from ..errors import InputError
         from ..io.atomic import atomic_path, ensure_writable
         from ..physics import acceleration, make_mask
-        from ..checks import check_choice, check_int
+        from ..checks import check_choice, check_int, check_seed
 
         check_choice("--pattern", pattern, ("random", "equispaced", "poisson", "poisson-vd"))
         if out.suffix != ".npy":
             raise InputError(f"--out must end in .npy, got {out.name}")
         check_int("--max-size", max_size, 2)
-        check_int("--seed", seed, 0)
+        check_seed("--seed", seed)
         ensure_writable(out, "--out")
         try:
             m = make_mask(pattern, tuple(shape), accel, center, seed, max_size=max_size)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        accel_got = acceleration(m)  # of the mask as made: a (W,) mask is not expanded to (H, W) for it
         with atomic_path(out) as tmp:
             np.save(tmp, m)
-        console.print(f"{out}: {pattern} mask, shape {m.shape}, acceleration {acceleration(m, tuple(shape)):.2f}")
+        console.print(f"{out}: {pattern} mask, shape {m.shape}, acceleration {accel_got:.2f}")

@@ -25,6 +25,11 @@ AxisOpt = Annotated[int, typer.Option(help="slice axis of a 3D scan (stored voxe
 BatchOpt = Annotated[str, typer.Option(help="slices solved together: an integer >= 1, or auto (as many as free memory "
                                             "allows; at most 2 on CPU)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+AdaptOpt = Annotated[bool, typer.Option("--adapt/--no-adapt", help="test-time adaptation: fit the prior's norm "
+                                                                   "parameters to this scan during the solve (about "
+                                                                   "2.5x the network cost; see the README)")]
+SaveAdaptedOpt = Annotated[Optional[Path], typer.Option(help="with --adapt: a new folder for the adapted prior "
+                                                              "(--model DIR loads it for the next scan)")]
 SeriesOpt = Annotated[Optional[str], typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder "
                                                                   "holding several series")]
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ._common import console, handle_errors, preflight, print_report, slice_progress
-from .options import AxisOpt, BatchOpt, DeviceOpt, ModelOpt, OutOpt, SeriesOpt, solver_command
+from .options import (AdaptOpt, AxisOpt, BatchOpt, DeviceOpt, ModelOpt, OutOpt, SaveAdaptedOpt, SeriesOpt,
+                      solver_command)
 
 ScanArg = Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")]
 
@@ -55,7 +56,7 @@ def reconstruct_command(
              "(pip install \"medscore\\[mri]\")")] = None,
     crop: Annotated[Optional[int], typer.Option(
         help="k-space: centre crop of the fastMRI .h5 output, e.g. 320 (320 x 320)")] = None,
-    *, opts: Any = None,
+    adapt: AdaptOpt = False, save_adapted: SaveAdaptedOpt = None, *, opts: Any = None,
 ) -> None:
     """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it; or
     reconstruct measured single- or multi-coil k-space (mask inferred, coil maps estimated, unless given)."""
@@ -65,7 +66,8 @@ def reconstruct_command(
 
         _solve("mri", scan, out, axis, batch_size, lambda progress: reconstruct_path(
             scan, mask, smaps=smaps, crop=crop, axis=axis, series_uid=series, model=model, out=out, opts=opts,
-            batch_size=batch_size, device=device, progress=progress), kspace=is_kspace_file(scan))
+            batch_size=batch_size, device=device, progress=progress, adapt=adapt, save_adapted=save_adapted),
+            kspace=is_kspace_file(scan))
 
 
 @solver_command()
@@ -75,7 +77,8 @@ def inpaint_command(
     missing: Annotated[Optional[float], typer.Option(help="instead of --mask: remove this random fraction of "
                                                           "pixels")] = None,
     model: ModelOpt = None, out: OutOpt = None, axis: AxisOpt = 2, batch_size: BatchOpt = "auto",
-    device: DeviceOpt = "auto", series: SeriesOpt = None, *, opts: Any = None,
+    device: DeviceOpt = "auto", series: SeriesOpt = None, adapt: AdaptOpt = False, save_adapted: SaveAdaptedOpt = None,
+    *, opts: Any = None,
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
     with handle_errors():
@@ -85,7 +88,8 @@ def inpaint_command(
         check_mask_or_missing(mask, missing)
         _solve("inpaint", scan, out, axis, batch_size, lambda progress: inpaint_file(
             scan, mask, missing=missing, mask_seed=opts.seed, model=model, out=out, opts=opts, axis=axis,
-            batch_size=batch_size, device=device, progress=progress, series_uid=series))
+            batch_size=batch_size, device=device, progress=progress, series_uid=series, adapt=adapt,
+            save_adapted=save_adapted))
 
 
 @solver_command(without=("sigma_start",))

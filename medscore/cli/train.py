@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ._common import console, handle_errors, progress_bar
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 def train_command(
@@ -49,12 +52,7 @@ def train_command(
             raise InputError(f"--data path not found: {data}")
         cfg = replace(cfg, modality=modality, steps=steps, batch_size=batch_size, device=device, seed=seed)
         cfg = replace(cfg, data=replace(cfg.data, path=str(data) if data is not None else None, image_size=image_size))
-        if resume and cfg.steps is not None and not (out / "resume.pt").exists():
-            raise InputError(f"--resume: no resume.pt in {out}")
-        if cfg.data.path is not None:
-            from ..training.dataset import load_volumes
-
-            load_volumes(cfg.data)  # read every scan before anything is written: a bad file fails here
+        _check_before_start(cfg, out, resume)
         with progress_bar("loss", "rate") as bar:
             task = bar.add_task("training", total=cfg.steps, loss="", rate="")
 
@@ -65,6 +63,22 @@ def train_command(
             weights = train(cfg, out, resume=resume, overwrite=overwrite, callback=on_progress)
         console.print(f"weights: {weights}")
         console.print(f"config:  {weights.parent / 'model.json'}")
+
+
+def _check_before_start(cfg: TrainConfig, out: Path, resume: bool) -> None:
+    """What would otherwise fail once the run (and its progress bar) has started: the state to resume from, the
+    weights to start from (loaded and verified as the loop will: ``init_from``) and every scan."""
+    from ..errors import InputError
+    from ..training.init_from import check_init_from
+
+    if resume and cfg.steps is not None and not (out / "resume.pt").exists():
+        raise InputError(f"--resume: no resume.pt in {out}")
+    if not resume:
+        check_init_from(cfg)
+    if cfg.data.path is not None:
+        from ..training.dataset import load_volumes
+
+        load_volumes(cfg.data)  # read every scan before anything is written: a bad file fails here
 
 
 def _check_options(steps: int | None, batch_size: int | None, image_size: int | None, seed: int | None) -> None:
@@ -78,14 +92,14 @@ def _check_options(steps: int | None, batch_size: int | None, image_size: int | 
 
 
 def _run_config(meta_path: Path):
-    """The full training config saved in a run's ``model.json``."""
-    import json
-
+    """The full training config saved in a run's ``model.json`` (read with medscore's one model.json reader)."""
     from ..config import TrainConfig, config_from_dict
     from ..errors import CheckpointError
+    from ..priors.checks import read_description
 
+    meta = read_description(meta_path)  # size and nesting caps, valid JSON: its own one line
     try:
-        return config_from_dict(TrainConfig, json.loads(meta_path.read_text())["train_config"], where=str(meta_path))
+        return config_from_dict(TrainConfig, meta["train_config"], where=str(meta_path))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"--resume: cannot read the run's config from {meta_path} ({exc.__class__.__name__}); "
                               "pass --config") from None

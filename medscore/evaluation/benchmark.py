@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..io.embedded import TEST_SLAB, held_out, load_embedded
 from .specs import (MULTICOIL_TASKS, TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method,
                     run_method, training_axial_slices)
@@ -28,7 +29,7 @@ from ..tasks import Task, get_task
 from ..io.pictures import save_panel
 
 __all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO_TASKS", "BENCHMARK_TASKS",
-           "write_markdown", "speed_table"]
+           "write_markdown", "speed_table", "task_outputs", "check_presets"]
 
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = [t for t in TASKS if t not in MULTICOIL_TASKS]  # the multi-coil specs run by name only
@@ -63,6 +64,23 @@ def _save_nifti(stack: torch.Tensor, path: Path, affine: np.ndarray) -> None:
     img = nib.Nifti1Image(np.moveaxis(stack[:, 0].float().numpy(), 0, -1), affine)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
+
+
+def task_outputs(out_dir: Path, task: str) -> dict[str, Path]:
+    """The files :func:`run_tasks` writes for ``task`` into ``out_dir`` (NIfTI stacks and the panel), by kind."""
+    kinds = {"reference": ".nii.gz", "input": ".nii.gz", "medscore": ".nii.gz", "panel": ".png"}
+    return {kind: out_dir / f"{task}_{kind}{ext}" for kind, ext in kinds.items()}
+
+
+def check_presets(presets: list[str], model=None, name: str = "--preset") -> None:
+    """Every name of ``presets`` is in the model's preset table (the built-in presets and its own), checked before
+    any compute; ``name`` is the option in messages."""
+    from ..solvers import presets_of
+
+    table = presets_of(load_prior(model).model)
+    bad = [p for p in presets if p not in table]
+    if bad or not presets:
+        raise InputError(f"{name}: unknown preset(s) {bad}; choose from {', '.join(sorted(table))}")
 
 
 def embedded_slices(slice_index: list[int] | None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -146,10 +164,11 @@ def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, affine: 
     best = table.best_classical()
     ms = [k for k in table.results if k.startswith("medscore")]
     main = ms[-1] if ms else None
-    _save_nifti(prob.ref, out_dir / f"{table.task}_reference.nii.gz", affine)
-    _save_nifti(prob.baseline, out_dir / f"{table.task}_input.nii.gz", affine)
+    paths = task_outputs(out_dir, table.task)
+    _save_nifti(prob.ref, paths["reference"], affine)
+    _save_nifti(prob.baseline, paths["input"], affine)
     if main is not None:
-        _save_nifti(table.results[main].estimate, out_dir / f"{table.task}_medscore.nii.gz", affine)
+        _save_nifti(table.results[main].estimate, paths["medscore"], affine)
     mid = len(prob.ref) // 2
     cols = [(next(iter(table.results)), prob.baseline)]
     if best is not None:
@@ -161,7 +180,7 @@ def _write_task_outputs(out_dir: Path, table: TaskTable, prob: Problem, affine: 
         cols.append(("|error| x5", (table.results[main].estimate - prob.ref).abs()))
     titles = [c[0] for c in cols]
     wins = [(0.0, 0.2) if t.startswith("|error|") else (0.0, 1.0) for t in titles]
-    save_panel([c[1][mid, 0] for c in cols], titles, out_dir / f"{table.task}_panel.png", wins)
+    save_panel([c[1][mid, 0] for c in cols], titles, paths["panel"], wins)
 
 
 def machine() -> str:

@@ -18,10 +18,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..physics import expand_mask
-from ..checks import MIN_SLICE
+from ..checks import MIN_SLICE, check_memory
 
 __all__ = ["read_mask", "load_mask", "is_kspace_file", "load_kspace", "ComplexArrayFile", "open_kspace", "open_smaps",
-           "KSPACE_KEYS", "SMAPS_KEYS"]
+           "check_smaps", "kspace_bytes", "KSPACE_KEYS", "SMAPS_KEYS"]
 
 KSPACE_KEYS = ("kspace",)
 """HDF5 dataset holding k-space (the fastMRI name)."""
@@ -37,9 +37,12 @@ def read_mask(path: str | Path) -> np.ndarray:
     if p.suffix.lower() != ".npy":
         raise InputError(f"the mask must be a NumPy .npy file (make one with `medscore mask`), got {p.name}")
     try:
-        return np.load(p, allow_pickle=False)
+        mapped = np.load(p, mmap_mode="r", allow_pickle=False)  # the header first: nothing read yet
     except Exception as exc:  # numpy raises ValueError/OSError/EOFError/UnpicklingError for bad files
         raise InputError(f"cannot read mask {p.name}: not a valid .npy array ({exc.__class__.__name__})") from None
+    check_memory(f"reading mask {p.name} (shape {tuple(mapped.shape)})", mapped.nbytes + mapped.size * 4,
+                 "a mask is (W,) or (H, W), the size of one slice")
+    return np.array(mapped)
 
 
 def load_mask(mask: str | Path | np.ndarray, slice_shape: tuple[int, int]) -> np.ndarray:
@@ -158,7 +161,20 @@ def open_kspace(path: str | Path) -> Iterator[ComplexArrayFile]:
         if min(shape[-2:]) < MIN_SLICE:
             raise InputError(f"{src.path.name}: k-space slices of {shape[-2]} x {shape[-1]} are too small "
                              f"(need at least {MIN_SLICE} x {MIN_SLICE}); got shape {shape}")
+        check_memory(f"{src.path.name}: k-space of shape {shape}", kspace_bytes(shape), "check the file's shape")
         yield src
+
+
+BATCH = 8  # slices per read of a k-space or coil-map file in the memory estimate (the survey's batch)
+
+
+def kspace_bytes(shape: Sequence[int]) -> int:
+    """Estimated working set of solving k-space of ``shape`` ((S, H, W) or (S, C, H, W)), from the header alone:
+    four float32 image volumes (zero-filled image, estimate, std, baseline) plus one batch of ``BATCH`` slices of
+    complex64 k-space and its inverse FFT."""
+    s, h, w = int(shape[0]), int(shape[-2]), int(shape[-1])
+    coils = int(shape[1]) if len(shape) == 4 else 1
+    return 4 * s * h * w * 4 + 2 * min(s, BATCH) * coils * h * w * 8
 
 
 def load_kspace(path: str | Path) -> np.ndarray:
@@ -174,7 +190,8 @@ def load_kspace(path: str | Path) -> np.ndarray:
 @contextlib.contextmanager
 def open_smaps(smaps: str | Path | np.ndarray, kspace_shape: tuple[int, ...]) -> Iterator[ComplexArrayFile]:
     """Coil maps for multi-coil k-space of ``kspace_shape`` (S, C, H, W): a complex .npy, an .h5 (dataset
-    ``smaps``, ``sens_maps``, ``maps`` or its only one) or an array, shaped (S, C, H, W) or (C, H, W)."""
+    ``smaps``, ``sens_maps``, ``maps`` or its only one) or an array, shaped (S, C, H, W) or (C, H, W); read once
+    before they are yielded (:func:`check_smaps`: finite, no slice all zero)."""
     s, c, h, w = kspace_shape
     if isinstance(smaps, (str, Path)):
         opened = _open(smaps, SMAPS_KEYS, "coil maps")
@@ -187,4 +204,20 @@ def open_smaps(smaps: str | Path | np.ndarray, kspace_shape: tuple[int, ...]) ->
         if maps.shape not in ((s, c, h, w), (c, h, w)):
             raise InputError(f"{maps.path.name}: coil maps of shape {maps.shape} do not fit the k-space: "
                              f"expected (S, C, H, W) = {(s, c, h, w)} or (C, H, W) = {(c, h, w)}")
+        check_smaps(maps)
         yield maps
+
+
+def check_smaps(maps: ComplexArrayFile) -> None:
+    """Read every slice of the coil maps once, in batches: NaN/inf values are refused (by ``read``), and so is a
+    slice whose maps are all zero (no coil would see it)."""
+    if len(maps.shape) == 3:  # (C, H, W): one set for every slice
+        if not np.any(maps.read(slice(None))):
+            raise InputError(f"{maps.path.name}: the coil maps are all zero: give non-zero maps, or leave out "
+                             "--smaps (smaps=) to estimate them")
+        return
+    for start in range(0, maps.shape[0], BATCH):
+        energy = np.abs(maps.read(slice(start, start + BATCH))).sum(axis=(1, 2, 3))
+        if not energy.all():
+            raise InputError(f"{maps.path.name}: the coil maps of slice {start + int(np.argmin(energy))} are all "
+                             "zero: give non-zero maps, or leave out --smaps (smaps=) to estimate them")

@@ -9,22 +9,26 @@ the previous handlers come back once no temp file is left.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, MedscoreError, OutputError
 
-__all__ = ["atomic_path", "check_not_input", "ensure_writable", "check_out_dir", "live_temp_files"]
+__all__ = ["atomic_path", "atomic_group", "check_not_input", "ensure_writable", "check_free", "check_out_folder",
+           "check_out_dir", "live_temp_files"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _live: set[Path] = set()
 _previous: dict[int, Any] = {}
 _lock = threading.Lock()
+_group: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("medscore_atomic_group",
+                                                                                         default=None)
 
 
 def live_temp_files() -> frozenset[Path]:
@@ -81,15 +85,8 @@ def _existing_folder(path: Path) -> Path:
     return Path(".")
 
 
-def ensure_writable(path: str | Path, name: str = "output") -> Path:
-    """Check that ``path`` can be written by creating (and removing) a temp file where it will go.
-
-    Creates no folder: when the parent is missing, its nearest existing ancestor must be writable.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{name} {path} is a folder: give a file name")
-    folder = _existing_folder(path)
+def _check_folder(folder: Path, path: Path, name: str) -> None:
+    """``folder`` (the nearest existing one above ``path``) is a folder in which a temp file can be created."""
     if not folder.is_dir():
         raise OutputError(f"cannot write {name} {path}: {folder} is not a folder")
     try:
@@ -98,7 +95,42 @@ def ensure_writable(path: str | Path, name: str = "output") -> Path:
         os.unlink(tmp)
     except OSError as exc:
         raise OutputError(f"cannot write {name} {path}: {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def ensure_writable(path: str | Path, name: str = "output") -> Path:
+    """Check that ``path`` can be written by creating (and removing) a temp file where it will go.
+
+    Creates no folder: when the parent is missing, its nearest existing ancestor must be writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{name} {path} is a folder: give a file name")
+    _check_folder(_existing_folder(path), path, name)
     return path
+
+
+def check_free(paths: Iterable[str | Path], name: str = "output") -> None:
+    """Before any work: no path of ``paths`` is an existing folder, and the nearest existing folder above each is
+    writable (one temp file created and removed per folder). Creates nothing; ``name`` is what messages call the
+    files (``--out``). Existing files are fine: outputs replace them atomically."""
+    folders: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise OutputError(f"cannot write {name} {path}: a folder of that name is in the way (remove it or "
+                              "choose another output name)")
+        folders.setdefault(_existing_folder(path), path)
+    for folder, path in folders.items():
+        _check_folder(folder, path, name)
+
+
+def check_out_folder(out: str | Path, files: Iterable[str | Path], name: str = "--out") -> Path:
+    """An output folder written over a long run (demo, benchmark): refused up front when it is a file, lies under
+    a file or cannot be written, or when one of the ``files`` it will hold (relative to it) is a folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{name} {out} is a file: give a folder")
+    check_free([out / f for f in files], name)
+    return out
 
 
 def check_out_dir(out: str | Path, *, resume: bool = False, overwrite: bool = False, name: str = "--out",
@@ -118,11 +150,25 @@ def check_out_dir(out: str | Path, *, resume: bool = False, overwrite: bool = Fa
     return out
 
 
+def _write_error(target: Path, exc: OSError, grouped: bool = False) -> OutputError:
+    reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
+    left = "no output of this run was written" if grouped else "no partial file was left"
+    return OutputError(f"cannot write {target}: {reason}; {left}")
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    _unregister(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target`` (same suffixes); rename it to ``target`` on success.
 
-    On any exception, SIGTERM or SIGINT the temporary file is removed and ``target`` is left as it was.
+    On any exception, SIGTERM or SIGINT the temporary file is removed and ``target`` is left as it was; an OSError
+    of the write (a full disk: "File too large", "No space left on device") becomes a one-line OutputError. Inside
+    :func:`atomic_group` the rename waits for the end of the group.
     """
     target = Path(target)
     suffix = "".join(target.suffixes) or ".tmp"
@@ -132,18 +178,49 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path, group = Path(tmp), _group.get()
     _register(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
-        os.replace(tmp_path, target)
+        if group is None:
+            os.replace(tmp_path, target)
+        else:
+            group.append((tmp_path, target))
+    except MedscoreError:
+        raise
+    except OSError as exc:
+        raise _write_error(target, exc, group is not None) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-        _unregister(tmp_path)
+        if group is None or (tmp_path, target) not in group:
+            _discard(tmp_path)
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """The :func:`atomic_path` writes inside the block land together: each temp file is renamed over its target
+    when the block ends without error; on an error none is and every temp file is removed, so when a run's last
+    file fails (a full disk) every target is left as it was. A nested group joins the outer one."""
+    if _group.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _group.set(pending)
+    try:
+        try:
+            yield
+        finally:
+            _group.reset(token)
+        for tmp, target in pending:
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise _write_error(target, exc) from None
+    finally:
+        for tmp, _ in pending:
+            _discard(tmp)  # the temp files not renamed (all of them after an error)
 
 
 def check_not_input(output: str | Path, *inputs: str | Path | None) -> None:

@@ -21,6 +21,7 @@ from ..io.arrays import read_mask
 from ..pipeline.memory import resolve_batch_size
 from ..pipeline.stream import batch_options, stream
 from ..solvers import SamplerOptions
+from ..solvers.adapt import Adaptation, AdaptedPrior
 from ..tasks import ImageStack, TaskInputs, get_task, task_names
 
 __all__ = ["ScoreInferer", "TASKS", "network_width"]
@@ -41,19 +42,23 @@ class ScoreInferer(Inferer):
     ``mask``: for ``mri`` the k-space mask ((W,) lines or (H, W), an array or a .npy path; ``None``
     draws ``mask_pattern`` at ``accel`` for the slice size, seeded by ``mask_seed``), for ``inpaint``
     the known pixels (1 = known). ``noise_std`` (denoise; ``None`` = estimated) is on the [0, 1] scale.
-    ``opts`` are the sampler options; ``batch_size`` an int or ``"auto"``. Each task takes the settings it
+    ``opts`` are the sampler options; ``batch_size`` an int or ``"auto"``; ``adapt`` (True or an ``Adaptation``):
+    test-time adaptation of the network to each volume (``medscore.solvers.adapt``). Each task takes the settings it
     knows (those of its ``prepare_stack``), through the task registry (``medscore.tasks``).
     """
 
     def __init__(self, task: str = "mri", mask: MaskLike = None, opts: SamplerOptions | None = None, *,
                  noise_std: float | None = None, method: str = "tweedie", batch_size: int | str = 4,
                  spatial_axis: int = 2, mask_pattern: str = "random", accel: float = 4.0, center: float = 0.08,
-                 mask_seed: int = 0) -> None:
+                 mask_seed: int = 0, adapt: Adaptation | bool | None = None) -> None:
         self.solver_task = get_task(task)
         self.task, self.mask, self.opts = task, mask, opts or SamplerOptions()
         self.noise_std, self.method, self.batch_size, self.spatial_axis = noise_std, method, batch_size, spatial_axis
         self.mask_spec = (mask_pattern, accel, center, mask_seed)
         self.solver_task.check_inputs(self.task_inputs())
+        self.adapt = Adaptation() if adapt is True else (None if adapt is False else adapt)
+        if self.adapt is not None and not self.solver_task.adaptable:
+            raise InputError(f"adapt needs a forward operator: {self.solver_task.label} has none")
 
     def task_inputs(self) -> TaskInputs:
         """The inferer's settings that its task takes (the fields of the task's ``inputs_type``)."""
@@ -86,7 +91,8 @@ class ScoreInferer(Inferer):
         slices = stack[:, 0].detach().cpu().float().numpy()
         n, shape = len(slices), slices.shape[1:]
         prepared = self.solver_task.prepare_stack(ImageStack(slices), stack.device, self.opts, self.task_inputs())
+        net = network if self.adapt is None else AdaptedPrior(network, self.adapt)  # one adapted copy per volume
         bs = resolve_batch_size(self.batch_size, n, shape, stack.device, network_width(network), prepared.chains)
-        res = stream(n, shape, lambda sl, cb: prepared.solve(network, sl, batch_options(self.opts, sl), cb), bs,
+        res = stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(self.opts, sl), cb), bs,
                      progress)
         return torch.from_numpy(res.mean[:, None]).to(stack.device)

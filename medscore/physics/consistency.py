@@ -116,6 +116,13 @@ class DataConsistency:
         #: True when ``clean`` imposes the measurements exactly (noiseless data, a projectable operator)
         self.exact = self.noise_std == 0 and getattr(op, "projectable", True)
 
+    def fidelity(self, x0: Tensor) -> Tensor:
+        """Per image, the misfit of a denoised estimate to the measurements, ``||A x0 - y||^2 / ||y||^2``
+        (scale-free; the loss of test-time adaptation, :mod:`medscore.solvers.adapt`)."""
+        r = self.op.A(x0) - self.y
+        num = (r.abs() ** 2).flatten(1).sum(1)
+        return num / (self.y.abs() ** 2).flatten(1).sum(1).clamp_min(1e-12)
+
     def noisy(self, x: Tensor, sigma: float, step: Tensor | float) -> Tensor:
         if self._noisy is not None:
             return self._noisy(x, sigma)

@@ -15,17 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..checks import check_memory
+from ..errors import InputError, OutputError
+from ..io.atomic import ensure_writable
 from ..devices import resolve_device
-from ..io.arrays import ComplexArrayFile, open_smaps, read_mask
+from ..io.arrays import open_smaps, read_mask
 from ..physics import expand_mask
 from ..priors import load_prior
+from ..priors.adapted import save_adapted_prior
 from ..solvers import SamplerOptions
+from ..solvers.adapt import Adaptation, AdaptedPrior
 from ..tasks import Stack, StackSolve, Task, TaskInputs, get_task
-from .memory import model_width, resolve_batch_size
+from .memory import free_memory, model_width, resolve_batch_size, slice_bytes
 from .outputs import OutputPlan, RunReport
 from .stream import Progress, Streamed, batch_options, channel_magnitude, first_channel, stream
 
-__all__ = ["Source", "solve_scan", "open_inputs"]
+__all__ = ["Source", "solve_scan", "open_inputs", "check_slice_memory"]
 
 
 class Source(Protocol):
@@ -51,7 +56,8 @@ class Source(Protocol):
 @contextlib.contextmanager
 def open_inputs(inputs: TaskInputs, source: Source) -> Iterator[tuple[TaskInputs, tuple[Any, ...]]]:
     """``inputs`` with every file field opened: a mask path read and checked against the source's slices (so is
-    a mask array), coil maps (a path or an array) opened for batch reads and read once for finiteness. Also yields
+    a mask array), coil maps (a path or an array) opened for batch reads and read once (finite, no slice all zero:
+    :func:`~medscore.io.arrays.check_smaps`). Also yields
     the file paths among the inputs, which no output may overwrite."""
     files = tuple(getattr(inputs, name) for name in inputs.FILES if isinstance(getattr(inputs, name), (str, Path)))
     opened: dict[str, Any] = {}
@@ -60,9 +66,8 @@ def open_inputs(inputs: TaskInputs, source: Source) -> Iterator[tuple[TaskInputs
             value = getattr(inputs, name)
             if value is None:
                 continue
-            if name == "smaps":
+            if name == "smaps":  # read once as they open: NaN/inf and all-zero slices are refused now
                 opened[name] = stack.enter_context(open_smaps(value, _kspace_shape(source)))
-                _read_all(opened[name])
             else:
                 arr = read_mask(value) if isinstance(value, (str, Path)) else value
                 expand_mask(arr, source.slice_shape)  # checked now, before any model is loaded
@@ -75,44 +80,82 @@ def _kspace_shape(source: Source) -> tuple[int, ...]:
     return tuple(src.shape) if src is not None else ()
 
 
-def _read_all(maps: ComplexArrayFile, chunk: int = 8) -> None:
-    """Read every batch of the maps once, so NaN/inf values are refused before any compute."""
-    if len(maps.shape) == 3:
-        return  # shared maps are read whole when they are used
-    for start in range(0, maps.shape[0], chunk):
-        maps.read(slice(start, start + chunk))
-
-
 def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = None, *, model: Any = None,
                out: str | Path | None = None, opts: SamplerOptions | None = None, batch_size: int | str = 4,
-               device: str = "auto", progress: Progress | None = None) -> RunReport:
+               device: str = "auto", progress: Progress | None = None, adapt: Adaptation | bool | None = None,
+               save_adapted: str | Path | None = None) -> RunReport:
     """Solve ``task`` on every slice of ``source`` with the task's ``inputs`` (its ``inputs_type``; default: its
     defaults), writing what the source writes (``OUT``, default ``<input>_<task.output_suffix>.nii.gz``, and its
-    side files). ``batch_size``: slices per solver call, or ``"auto"`` (from free memory)."""
+    side files). ``batch_size``: slices per solver call, or ``"auto"`` (from free memory). ``adapt``: test-time
+    adaptation of the prior, one parameter set for the whole scan (:mod:`medscore.solvers.adapt`);
+    ``save_adapted``: a new folder for the adapted prior, which ``model=`` loads for the next scan."""
     t0 = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     inputs = inputs if inputs is not None else task.inputs_type()
     task.check_inputs(inputs)
+    adapt = check_adaptation(task, adapt, save_adapted)
     opts = opts or SamplerOptions()
     with source.open(), open_inputs(inputs, source) as (opened, files):
         plan = source.output_plan(out, task, files)
         dev = resolve_device(device)
         prior = load_prior(model, dev, complex_data=source.complex_data)
+        _check_memory(task, source, prior, opts, dev, getattr(inputs, "method", None))
         prepared = task.prepare_stack(source.stack(prior, opened), dev, opts, opened)
-        res = _stream(prepared, source, prior, opts, batch_size, dev, progress)
+        net = AdaptedPrior(prior.model, adapt) if adapt is not None else prior.model
+        res = _stream(prepared, source, prior, net, opts, batch_size, dev, progress)
         report = RunReport(task.name, nfe=res.nfe, seconds=res.seconds, slices=len(res.mean))
         info = {"prior": prior, "opts": opts, "device": dev, "raw": inputs,
                 "elapsed": lambda: time.perf_counter() - t0}
         source.write(report, plan, task, prepared, res, info)
+        if isinstance(net, AdaptedPrior):
+            report.info["adaptation"] = net.report()
+            if save_adapted is not None:
+                report.outputs["adapted_prior"] = save_adapted_prior(save_adapted, prior, net)
     return report
 
 
-def _stream(prepared: StackSolve, source: Source, prior: Any, opts: SamplerOptions, batch_size: int | str,
+def check_adaptation(task: Task, adapt: Adaptation | bool | None, save_adapted: str | Path | None) -> Adaptation | None:
+    """Before anything is loaded: the task has an operator to adapt to; ``save_adapted`` names a new, writable
+    folder and comes with ``adapt``. Returns the settings (``True``: the defaults; ``False``/None: no adaptation)."""
+    adapt = Adaptation() if adapt is True else (None if adapt is False else adapt)
+    if adapt is not None and not isinstance(adapt, Adaptation):
+        raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")
+    if adapt is not None and not task.adaptable:
+        raise InputError(f"--adapt (adapt=) needs a forward operator: {task.label} has none")
+    if save_adapted is None:
+        return adapt
+    if adapt is None:
+        raise InputError("--save-adapted (save_adapted=) needs --adapt (adapt=)")
+    folder = Path(save_adapted)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise OutputError(f"--save-adapted {folder} exists and is not an empty folder: choose a new folder")
+    ensure_writable(folder / "model.json", "--save-adapted")
+    return adapt
+
+
+def check_slice_memory(shape: tuple[int, int], ngf: int, chains: int, channels: int, device: Any, what: str,
+                       hint: str) -> None:
+    """One slice of ``shape`` solved with ``chains`` chains (the batch ``batch_size="auto"`` never goes below) fits in
+    the free memory of ``device``, by the estimate of :func:`.memory.slice_bytes`; else one InputError line."""
+    free = free_memory(device) if getattr(device, "type", "cpu") == "cuda" else None  # None: host memory, if known
+    check_memory(what, slice_bytes(shape, ngf, chains, channels), hint, free)
+
+
+def _check_memory(task: Task, source: Source, prior: Any, opts: SamplerOptions, device: Any,
+                  method: str | None) -> None:
+    """Before the stack is measured or any slice solved: one slice and its chains fit in free memory."""
+    chains, (h, w) = task.chains(opts, method), source.slice_shape
+    check_slice_memory((h, w), model_width(prior.meta), chains, source.channels, device,
+                       f"one {h} x {w} slice with {chains} chain(s)", "lower --samples (samples=) or free memory")
+
+
+def _stream(prepared: StackSolve, source: Source, prior: Any, net: Any, opts: SamplerOptions, batch_size: int | str,
             device: Any, progress: Progress | None) -> Streamed:
-    """Every slice through the prepared solver, in batches of ``batch_size`` (``"auto"``: from free memory)."""
+    """Every slice through the prepared solver with the score model ``net`` (the prior's, or its adapted copy), in
+    batches of ``batch_size`` (``"auto"``: from free memory)."""
     n, shape = len(prepared.baseline), source.slice_shape
     bs = resolve_batch_size(batch_size, n, shape, device, model_width(prior.meta), prepared.chains,
                             channels=prepared.channels)
     reduce = channel_magnitude if prepared.channels == 2 else first_channel
-    return stream(n, shape, lambda sl, cb: prepared.solve(prior.model, sl, batch_options(opts, sl), cb), bs,
+    return stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(opts, sl), cb), bs,
                   progress, reduce=reduce)

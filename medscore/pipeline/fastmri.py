@@ -8,14 +8,19 @@ For ``OUT = rec.nii.gz`` (names from :class:`~medscore.pipeline.outputs.OutputPl
 - ``rec_complex.npy``: the complex image (S, H, W) complex64, in k-space units (orthonormal FFT);
 - ``rec.h5``: dataset ``reconstruction`` (S, H', W') float32, the magnitude centre-cropped to ``crop``
   (fastMRI's submission format; fastMRI's ``evaluate.py`` pairs files by name, so ``-o recon/file1000.nii.gz``
-  gives the ``recon/file1000.h5`` it expects);
+  gives the ``recon/file1000.h5`` it expects), ``std`` (same crop) with several samples, and the sidecar's
+  content as the JSON attribute ``medscore_provenance``;
 - ``rec.json``: how the result was made (model, sampler, NFE, mask, coil maps, seed, timing, version).
 
-Every file is written atomically, and nothing is written unless every array is finite.
+For ``OUT = rec.h5`` only ``rec.h5`` is written, as above (its provenance attribute stands in for the sidecar).
+
+Every file is written atomically, all of a run as one group (none is left when one fails), and nothing is
+written unless every array is finite.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,10 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, NonFiniteError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_group, atomic_path
 from ..metrics import center_crop
 from ..io.scans import Scan
-from .outputs import OutputPlan, Panel, write_outputs
+from .outputs import FASTMRI_ONLY, OutputPlan, Panel, write_outputs
 from .stream import volume_of
 
 __all__ = ["KSpaceRun", "crop_size", "write_kspace_outputs", "save_complex", "save_reconstruction_h5", "save_sidecar",
@@ -68,22 +73,38 @@ class KSpaceRun:
 def save_complex(path: str | Path, image: np.ndarray) -> Path:
     """The complex image (S, H, W) as complex64 .npy, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(image, dtype=np.complex64), allow_pickle=False)
+        try:
+            np.save(f, np.ascontiguousarray(image, dtype=np.complex64), allow_pickle=False)
+        except OSError as exc:
+            if exc.strerror:
+                raise
+            # numpy's short write ("512 requested and 171 written") says neither why nor what
+            raise OSError(f"the file was cut short ({exc}): the disk is full or a file size limit was "
+                          "reached") from None
     return Path(path)
 
 
-def save_reconstruction_h5(path: str | Path, magnitude: np.ndarray, crop: tuple[int, int] | None = None) -> Path:
-    """fastMRI-style .h5: dataset ``reconstruction`` (S, H', W') float32, centre-cropped to ``crop``, atomically."""
+def save_reconstruction_h5(path: str | Path, magnitude: np.ndarray, crop: tuple[int, int] | None = None, *,
+                           std: np.ndarray | None = None, provenance: dict[str, Any] | None = None) -> Path:
+    """fastMRI-style .h5: dataset ``reconstruction`` (S, H', W') float32, centre-cropped to ``crop`` (and ``std``
+    likewise, when given), ``provenance`` as a JSON attribute; atomically. The file is built in memory and written
+    in one go, so a failed write (a full disk) is one OutputError (:func:`~medscore.io.atomic.atomic_path`), not
+    HDF5's multi-line errors, and leaves no file."""
     try:
         import h5py
     except ImportError:
         raise InputError("writing the fastMRI .h5 output needs h5py: pip install h5py") from None
-    rec = np.ascontiguousarray(center_crop(np.asarray(magnitude, dtype=np.float32), crop))
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for name, arr in {"reconstruction": magnitude, "std": std}.items():
+            if arr is not None:
+                f.create_dataset(name, data=np.ascontiguousarray(center_crop(np.asarray(arr, np.float32), crop)))
+        f.attrs["medscore_version"] = __version__
+        f.attrs["crop"] = "none" if crop is None else f"{crop[0]}x{crop[1]}"
+        if provenance is not None:
+            f.attrs["medscore_provenance"] = json.dumps(provenance, default=str)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("reconstruction", data=rec)
-            f.attrs["medscore_version"] = __version__
-            f.attrs["crop"] = "none" if crop is None else f"{crop[0]}x{crop[1]}"
+        tmp.write_bytes(buf.getbuffer())
     return Path(path)
 
 
@@ -122,20 +143,25 @@ def _check_finite(run: KSpaceRun) -> None:
 
 
 def write_kspace_outputs(plan: OutputPlan, run: KSpaceRun, crop: tuple[int, int] | None = None) -> dict[str, Path]:
-    """Write every output of a k-space run (see the module docstring); the sidecar last, listing the others."""
+    """Write every output of a k-space run (see the module docstring) as one atomic group; the sidecar last,
+    listing the others. A :data:`~.outputs.FASTMRI_ONLY` plan writes the .h5 alone."""
     _check_finite(run)
-    n, h, w = run.image.shape
     magnitude = np.abs(run.image).astype(np.float32)
+    provenance = {**run.info, "crop": None if crop is None else list(crop)}
+    h5 = {"std": run.std, "provenance": provenance}
+    if plan.files == FASTMRI_ONLY:
+        return {"fastmri": save_reconstruction_h5(plan.path("fastmri"), magnitude, crop, **h5)}
+    n, h, w = run.image.shape
     geometry = Scan(np.empty((h, w, n), dtype=np.float32), np.eye(4), None, "kspace", None)
     volumes = {"output": volume_of(magnitude, 2, (h, w, n)), "zerofilled": volume_of(run.zerofilled, 2, (h, w, n))}
     if run.std is not None:
         volumes["std"] = volume_of(run.std, 2, (h, w, n))
     mid = n // 2
     panel = Panel([run.zerofilled[mid] / run.scale, magnitude[mid] / run.scale], ["zero-filled", "medscore"])
-    written = {"complex": save_complex(plan.path("complex"), run.image),
-               "fastmri": save_reconstruction_h5(plan.path("fastmri"), magnitude, crop)}
-    written.update(write_outputs(geometry, plan, volumes, panel))
-    info = {**run.info, "crop": None if crop is None else list(crop),
-            "outputs": {name: p.name for name, p in written.items()}}
-    written["sidecar"] = save_sidecar(plan.path("sidecar"), info)
+    with atomic_group():
+        written = {"complex": save_complex(plan.path("complex"), run.image),
+                   "fastmri": save_reconstruction_h5(plan.path("fastmri"), magnitude, crop, **h5)}
+        written.update(write_outputs(geometry, plan, volumes, panel))
+        info = {**provenance, "outputs": {name: p.name for name, p in written.items()}}
+        written["sidecar"] = save_sidecar(plan.path("sidecar"), info)
     return written

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.arrays import is_kspace_file
 from ..solvers import SamplerOptions
+from ..solvers.adapt import Adaptation
 from ..tasks import DenoiseInputs, InpaintInputs, MRIInputs, MultiCoilInputs
 from .driver import solve_scan
 from .kspace_source import Crop, KSpaceSource
@@ -33,25 +34,30 @@ ArrayOrPath = str | Path | np.ndarray
 
 def reconstruct_file(scan: str | Path, mask: ArrayOrPath, *, model: Any = None, out: str | Path | None = None,
                      opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
-                     progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
+                     progress: Progress | None = None, series_uid: str | None = None, adapt: Adaptation | None = None,
+                     save_adapted: str | Path | None = None) -> RunReport:
     """Retrospective accelerated MRI: undersample each slice's k-space with ``mask`` and reconstruct.
 
     Writes ``OUT`` (medscore), ``OUT_zerofilled``, ``OUT_std`` (with several samples) and a PNG panel
     zero-filled | medscore | reference | |error| | std of the middle slice. ``batch_size``: slices per
-    solver call, or ``"auto"`` (from free memory). ``series_uid`` picks one series of a DICOM folder.
+    solver call, or ``"auto"`` (from free memory). ``series_uid`` picks one series of a DICOM folder. ``adapt``:
+    test-time adaptation of the prior to this scan (``save_adapted``: a new folder for the adapted prior).
     """
     return solve_scan("mri", ScanSource(scan, axis, series_uid), MRIInputs(mask=mask), model=model, out=out,
-                      opts=opts, batch_size=batch_size, device=device, progress=progress)
+                      opts=opts, batch_size=batch_size, device=device, progress=progress, adapt=adapt,
+                      save_adapted=save_adapted)
 
 
 def inpaint_file(scan: str | Path, mask: ArrayOrPath | None = None, *, missing: float | None = None,
                  mask_seed: int = 0, model: Any = None, out: str | Path | None = None,
                  opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
-                 progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
-    """Fill pixels where ``mask`` is 0 (1 = known), or a random ``missing`` fraction of pixels per slice."""
+                 progress: Progress | None = None, series_uid: str | None = None, adapt: Adaptation | None = None,
+                 save_adapted: str | Path | None = None) -> RunReport:
+    """Fill pixels where ``mask`` is 0 (1 = known), or a random ``missing`` fraction of pixels per slice;
+    ``adapt`` / ``save_adapted`` as :func:`reconstruct_file`'s."""
     return solve_scan("inpaint", ScanSource(scan, axis, series_uid),
                       InpaintInputs(mask=mask, missing=missing, mask_seed=mask_seed), model=model, out=out, opts=opts,
-                      batch_size=batch_size, device=device, progress=progress)
+                      batch_size=batch_size, device=device, progress=progress, adapt=adapt, save_adapted=save_adapted)
 
 
 def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise: float | None = None,
@@ -69,8 +75,8 @@ def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise:
 def reconstruct_kspace_file(kspace: str | Path, mask: ArrayOrPath | None = None, *, model: Any = None,
                             out: str | Path | None = None, opts: SamplerOptions | None = None,
                             batch_size: BatchSize = 4, device: str = "auto", progress: Progress | None = None,
-                            smaps: ArrayOrPath | None = None, crop: Crop = None,
-                            multicoil_only: bool = False) -> RunReport:
+                            smaps: ArrayOrPath | None = None, crop: Crop = None, multicoil_only: bool = False,
+                            adapt: Adaptation | None = None, save_adapted: str | Path | None = None) -> RunReport:
     """Reconstruct measured k-space as a complex image, with the prior on its real and imaginary parts (or a
     2-channel complex prior on the image itself).
 
@@ -91,18 +97,20 @@ def reconstruct_kspace_file(kspace: str | Path, mask: ArrayOrPath | None = None,
             raise InputError(f"{source.path.name}: coil maps need multi-coil k-space (S, C, H, W); this file is "
                              f"single-coil {shape}")
     return solve_scan("mri-multicoil", source, MultiCoilInputs(mask=mask, smaps=smaps), model=model, out=out,
-                      opts=opts, batch_size=batch_size, device=device, progress=progress)
+                      opts=opts, batch_size=batch_size, device=device, progress=progress, adapt=adapt,
+                      save_adapted=save_adapted)
 
 
 def reconstruct_multicoil_file(kspace_path: str | Path, mask: ArrayOrPath | None = None, *,
                                smaps: ArrayOrPath | None = None, model: Any = None, out: str | Path | None = None,
                                opts: SamplerOptions | None = None, batch_size: BatchSize = 4, crop: Crop = None,
-                               device: str = "auto", progress: Progress | None = None) -> RunReport:
+                               device: str = "auto", progress: Progress | None = None, **adaptation: Any) -> RunReport:
     """Reconstruct multi-coil k-space (fastMRI .h5 ``kspace`` or complex .npy, (S, C, H, W), centred): see
-    :func:`reconstruct_kspace_file`; single-coil files are refused."""
+    :func:`reconstruct_kspace_file` (``adaptation``: its ``adapt`` and ``save_adapted``); single-coil files are
+    refused."""
     return reconstruct_kspace_file(kspace_path, mask, smaps=smaps, model=model, out=out, opts=opts,
                                    batch_size=batch_size, crop=crop, device=device, progress=progress,
-                                   multicoil_only=True)
+                                   multicoil_only=True, **adaptation)
 
 
 def reconstruct_path(path: str | Path, mask: ArrayOrPath | None = None, *, smaps: ArrayOrPath | None = None,

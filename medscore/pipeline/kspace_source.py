@@ -5,7 +5,8 @@ loaded: batches are read lazily. One pass over the slices (the survey) checks ev
 when none is given (where any coil of any slice is non-zero) and forms the zero-filled root-sum-of-squares image,
 whose robust maximum sets the intensity scale; the k-space noise is estimated from the measured periphery. The
 multi-coil task solves the stack (:func:`medscore.tasks.measured.prepare_measured`); outputs are written by
-:func:`.fastmri.write_kspace_outputs` (complex image, magnitude NIfTI, fastMRI ``.h5``, JSON sidecar).
+:func:`.fastmri.write_kspace_outputs` (complex image, magnitude NIfTI, fastMRI ``.h5``, JSON sidecar; or, for an
+output named ``NAME.h5``, that fastMRI file alone).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..tasks import KSpaceStack, StackSolve, Task
 from ..tasks.mri import MULTICOIL_KEY
 from ..transforms import RobustScaleIntensity
 from .fastmri import KSpaceRun, crop_size, run_info, write_kspace_outputs
-from .outputs import OutputPlan, RunReport, default_output, plan_outputs
+from .outputs import FASTMRI_ONLY, KSPACE_OUTPUTS, OutputPlan, RunReport, default_output, plan_outputs
 from .stream import Streamed
 
 __all__ = ["KSpaceSource", "check_prior_channels", "kspace_noise"]
@@ -132,8 +133,14 @@ class KSpaceSource:
         return self.src.shape[-2:]  # type: ignore[return-value]
 
     def output_plan(self, out: str | Path | None, task: Task, input_files: tuple[Any, ...]) -> OutputPlan:
-        """``out`` (default ``<file>_medscore.nii.gz``) and its side files, checked before any compute."""
-        return plan_outputs(default_output(self.path, out, task.output_suffix), self.path, *input_files)
+        """``out`` (default ``<file>_medscore.nii.gz``) and its side files, checked before any compute; ``NAME.h5``
+        is the fastMRI file alone (never the input itself)."""
+        target = default_output(self.path, out, task.output_suffix)
+        if not target.name.lower().endswith((".nii", ".nii.gz", ".h5")):
+            raise InputError(f"output must be a .nii or .nii.gz file (or a fastMRI .h5) for k-space input, "
+                             f"got {target.name}")
+        files = FASTMRI_ONLY if target.name.lower().endswith(".h5") else KSPACE_OUTPUTS
+        return plan_outputs(target, self.path, *input_files, files=files)
 
     def stack(self, prior: Any, inputs: Any) -> KSpaceStack:
         """Survey the file (mask given or inferred, zero-filled image), the scale and the noise level."""

@@ -22,7 +22,7 @@ from ..checks import check_slice_shape
 from ..io.scans import Scan, load_scan
 from ..tasks import ImageStack, StackSolve, Task
 from ..transforms import RobustScaleIntensity, unscale_intensity
-from .outputs import OutputPlan, Panel, RunReport, default_output, plan_outputs, write_outputs
+from .outputs import IMAGE_OUTPUTS, OutputPlan, Panel, RunReport, default_output, plan_outputs, write_outputs
 from .stream import Streamed, slices_of, volume_of
 
 __all__ = ["ScanSource"]
@@ -53,11 +53,14 @@ class ScanSource:
         return slices_of(self.scan.data, self.axis).shape[1:]  # type: ignore[return-value]
 
     def output_plan(self, out: str | Path | None, task: Task, input_files: tuple[Any, ...]) -> OutputPlan:
-        """``out`` (default ``<scan>_<task suffix>.nii.gz``) and its side files, checked before any compute."""
-        return plan_outputs(default_output(self.path, out, task.output_suffix), self.path, *input_files)
+        """``out`` (default ``<scan>_<task suffix>.nii.gz``) and the side files the task writes (its baseline, the
+        std, the panel), checked before any compute."""
+        files = ("output", task.baseline_output, "std", "panel") if task.baseline_output else IMAGE_OUTPUTS
+        return plan_outputs(default_output(self.path, out, task.output_suffix), self.path, *input_files, files=files)
 
     def stack(self, prior: Any, _inputs: Any) -> ImageStack:
-        """The slices on the model's [0, 1] scale (the prior's percentiles), as an (N, H, W) float32 stack."""
+        """The slices on the model's [0, 1] scale (the prior's percentiles), as an (N, H, W) float32 stack that
+        carries the scale ``(lo, hi)``, the scan's two percentiles."""
         assert self.scan is not None, "open the source first"
         scaler = RobustScaleIntensity(*prior.percentiles)
         scaled = scaler(self.scan.data)
@@ -66,7 +69,7 @@ class ScanSource:
         size = prior.image_size
         if prior.meta.get("spatial") == "resize" and max(self.ref.shape[1:]) > 2 * size:
             warnings.warn(f"the model saw {size} px images; these slices are {self.ref.shape[1:]}: pixel scales differ")
-        return ImageStack(self.ref)
+        return ImageStack(self.ref, self.scale)
 
     def unscaled(self, stack: np.ndarray) -> np.ndarray:
         """A [0, 1]-scale stack as a volume in the scanner's units."""
@@ -75,7 +78,9 @@ class ScanSource:
 
     def write(self, report: RunReport, plan: OutputPlan, task: Task, prepared: StackSolve, res: Streamed,
               _info: dict[str, Any]) -> None:
-        """Metrics (simulated measurements only), then the estimate, the baseline, the std and the panel."""
+        """Metrics (simulated measurements only), then the estimate, the baseline, the std and the panel; what the
+        task recorded of its own steps (``prepared.info``) goes into the report."""
+        report.info.update(prepared.info)
         panel = [(task.baseline_title, prepared.baseline), ("medscore", res.mean)]
         extras: dict[str, np.ndarray] = {}
         if prepared.simulated:

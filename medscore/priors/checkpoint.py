@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,17 @@ from torch import nn
 from ..config import TrainConfig, config_to_dict
 from ..errors import CheckpointError
 from ..io.atomic import atomic_path
-from .checks import check_meta
+from .checks import check_meta, check_presets, read_description
 from ..nets import ScoreNetwork, build_model
 from ..nets.accelerate import inference_layout
 
 __all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256",
-           "attach_presets"]
+           "attach_presets", "read_weights", "verify_weights", "trained_with_flips"]
 
 FORMAT = "medscore-score-model"
 WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors", "model.json", "resume.pt"
+_HASH_KEYS = {WEIGHTS: "sha256", RAW_WEIGHTS: "sha256_raw"}
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass
@@ -118,46 +121,67 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> LoadedModel:
+def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None, *,
+               allow_unverified: bool = False) -> LoadedModel:
     """Rebuild a score network from its folder or weights file (no pickle involved).
 
-    ``model.json`` is checked (config, noise levels, image size, intensity rule, size cap) before the
-    network is built, and the weights against the SHA-256 it records (and ``expected_sha256``).
+    ``model.json`` is read with its size and nesting caps and checked (config, noise levels, image size, intensity
+    rule, parameter cap, presets table) before the network is built. The weights file, whatever its name, must
+    match a SHA-256 that ``model.json`` records (``sha256`` / ``sha256_raw``) and ``expected_sha256`` when given;
+    a ``model.json`` that records none is refused unless ``allow_unverified`` (the user's explicit opt-in for a
+    model saved before hashes were recorded). Every tensor must be finite and the noise levels those listed.
     """
     weights, meta_path = resolve_model_path(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{meta_path}: not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        fmt = meta.get("format") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{meta_path}: not a medscore model description (format {fmt!r})")
+    meta = read_description(meta_path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a medscore model description (format {meta.get('format')!r})")
     cfg, sigmas = check_meta(meta, meta_path)
-    _verify_sha256(weights, meta, expected_sha256)
+    presets = check_presets(meta.get("presets"), meta_path)
+    state = read_weights(weights, meta, expected_sha256=expected_sha256, allow_unverified=allow_unverified)
     try:
         model = build_model(cfg, torch.tensor(sigmas, dtype=torch.float32))
-        state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: "
-                              f"{str(exc).splitlines()[0][:160]})") from None
-    attach_presets(model, meta.get("presets"), meta_path)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise _unloadable(weights, exc) from None
+    if presets is not None:
+        model.presets = presets  # type: ignore[assignment]
     model.flip_invariant = trained_with_flips(meta)  # type: ignore[assignment]
     return LoadedModel(inference_layout(model.to(device).eval()), meta, weights)
 
 
+def _unloadable(weights: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(f"{weights}: cannot load weights ({exc.__class__.__name__}: "
+                           f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
+
+
+def read_weights(weights: Path, meta: dict[str, Any], *, expected_sha256: str | None = None,
+                 allow_unverified: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights`` once checked against ``meta`` (its ``model.json``, already checked): the SHA-256
+    (:func:`verify_weights`), every tensor finite, and the noise levels it carries equal to ``meta['sigmas']``."""
+    verify_weights(weights, meta, expected_sha256, allow_unverified)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise _unloadable(weights, exc) from None
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise CheckpointError(f"{weights}: the model's weights hold NaN/inf: {bad[0]}{more}; the file is damaged "
+                              "(restore it or retrain)")
+    levels = state.get("sigmas")
+    listed = torch.tensor(meta["sigmas"], dtype=torch.float64)
+    if levels is not None and (levels.shape != listed.shape or not torch.allclose(levels.double(), listed, rtol=1e-5)):
+        raise CheckpointError(f"{weights}: its noise levels differ from the 'sigmas' that {META} lists; the "
+                              "description does not belong to these weights")
+    return state
+
+
 def attach_presets(model: nn.Module, table: Any, where: Path) -> None:
     """Tuned sampler presets saved with the weights (``medscore tune``) travel on the module as ``.presets``,
-    where the solvers look for them; a malformed table is refused here, before any compute."""
-    if table is None:
-        return
-    from ..sampling import preset_table
-
-    try:
-        preset_table(table)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{where}: invalid presets table: {exc}") from None
-    model.presets = table  # type: ignore[assignment]
+    where the solvers look for them; a malformed table is refused here, before any compute
+    (:func:`~medscore.priors.checks.check_presets`)."""
+    if check_presets(table, where) is not None:
+        model.presets = table  # type: ignore[assignment]
 
 
 def trained_with_flips(meta: dict[str, Any]) -> bool:
@@ -168,17 +192,32 @@ def trained_with_flips(meta: dict[str, Any]) -> bool:
     return float(data.get("flip_prob", 0.5)) > 0
 
 
-def _verify_sha256(weights: Path, meta: dict[str, Any], expected: str | None) -> None:
-    """Hash ``weights`` once and compare it with ``expected`` and the value ``model.json`` records."""
-    key = {WEIGHTS: "sha256", RAW_WEIGHTS: "sha256_raw"}.get(weights.name)
-    recorded = meta.get(key) if key else None
-    if expected is None and recorded is None:
-        return
+def verify_weights(weights: Path, meta: dict[str, Any], expected: str | None = None,
+                   allow_unverified: bool = False) -> None:
+    """Hash ``weights`` once and compare it with ``expected`` and with what ``model.json`` records: the file's own
+    key (``sha256`` for model.safetensors, ``sha256_raw`` for model_raw.safetensors) when recorded, else either
+    recorded hash (a weights file under another name). Nothing to compare with: refused unless ``allow_unverified``."""
+    recorded = {}
+    for key in ("sha256", "sha256_raw"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+            raise CheckpointError(f"{weights.parent / META}: {key!r} must be a SHA-256 of 64 hex digits, got "
+                                  f"{str(value)[:80]!r}")
+        if value is not None:
+            recorded[key] = value.lower()
+    own = _HASH_KEYS.get(weights.name)
+    keys = [own] if own in recorded else list(recorded)
+    if expected is None and not keys:
+        if allow_unverified:
+            return
+        raise CheckpointError(f"{weights}: {META} records no SHA-256 (sha256 / sha256_raw), so the weights cannot "
+                              "be verified; re-save the model with medscore's save_model (it records the hashes), or "
+                              "load it with allow_unverified=True if you trust the file")
     actual = sha256(weights)
-    if expected is not None and actual != expected:
+    if expected is not None and actual != expected.lower():
         raise CheckpointError(f"{weights}: SHA-256 does not match the expected value; the file is corrupt or replaced")
-    if recorded is not None and actual != recorded:
-        raise CheckpointError(f"{weights}: SHA-256 differs from the one model.json records ({key}); "
+    if keys and actual not in (recorded[k] for k in keys):
+        raise CheckpointError(f"{weights}: SHA-256 differs from the one {META} records ({' / '.join(keys)}); "
                               "the weights were altered or replaced")
 
 

@@ -13,7 +13,6 @@ intensity rule, image size) and, when the file has none, the fine member's tuned
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from .checkpoint import META, LoadedModel, attach_presets
+from .checks import read_description
 from ..errors import CheckpointError
 
 __all__ = ["LEVEL_SPLIT_FORMAT", "is_level_split", "load_level_split", "member_refs", "check_fields", "combine",
@@ -42,8 +42,8 @@ def is_level_split(path: str | Path) -> bool:
     if meta.suffix != ".json" or not meta.is_file():
         return False
     try:
-        return json.loads(meta.read_text()).get("format") == LEVEL_SPLIT_FORMAT
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return read_description(meta).get("format") == LEVEL_SPLIT_FORMAT
+    except CheckpointError:  # not a level split; the model loader names what is wrong with the file
         return False
 
 
@@ -73,7 +73,7 @@ def member_refs(path: str | Path) -> dict[str, str | Path | None]:
     """What :func:`~medscore.priors.store.load_prior` takes for each member (``coarse``, ``fine``) of the split at
     ``path``: None for the default bundled prior, ``"bundled:NAME"``, or a resolved folder."""
     meta_path = description_path(path)
-    meta = json.loads(meta_path.read_text())
+    meta = read_description(meta_path)
     check_fields(meta, meta_path)
     return {k: member_ref(meta[k], meta_path.parent) for k in ("coarse", "fine")}
 
@@ -95,10 +95,7 @@ def load_level_split(path: str | Path, device: str | torch.device,
                      load_member: Callable[[Any, Any], LoadedModel]) -> LoadedModel:
     """The level-split prior described at ``path``; ``load_member(ref, device)`` loads each member."""
     meta_path = description_path(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{meta_path}: not valid JSON") from None
+    meta = read_description(meta_path)
     check_fields(meta, meta_path)
     coarse, fine = (load_member(member_ref(meta[k], meta_path.parent), device) for k in ("coarse", "fine"))
     model = combine(coarse, fine, float(meta["switch_sigma"]), meta_path)

@@ -5,6 +5,7 @@ The bundled prior's weights ship inside the package and are checked against thei
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..errors import CheckpointError, InputError
 from ..errors import OutputError
 from ..io.atomic import atomic_path
 from .checkpoint import META
+from .checks import read_description
 from .split_folder import (LEVEL_SPLIT_FORMAT, check_fields, combine, is_level_split, load_level_split,
                            member_ref)
 
@@ -53,8 +55,8 @@ def bundled_info(name: str | None = None) -> dict[str, Any]:
                                   + ", ".join(_PREFIX + n for n in bundled_names()))
         raise CheckpointError("no bundled model in this installation: pass --model with a training output folder")
     try:
-        info = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        info = read_description(meta)
+    except CheckpointError:
         info = None
     fields = {"coarse", "fine", "switch_sigma"} if isinstance(info, dict) and info.get("format") == LEVEL_SPLIT_FORMAT \
         else {"model", "sigmas", "sha256"}
@@ -105,13 +107,15 @@ def check_model_arg(name: str, model: Any) -> None:
 
 
 def load_prior(model: str | Path | LoadedModel | None, device: str | torch.device = "cpu", *,
-               complex_data: bool = False, raw_phase: bool = False) -> LoadedModel:
-    """The score model to use (bundled ones SHA-256 checked).
+               complex_data: bool = False, raw_phase: bool = False, allow_unverified: bool = False) -> LoadedModel:
+    """The score model to use (bundled ones SHA-256 checked against the hash the package ships).
 
     ``None`` -> the bundled prior :func:`default_prior_name` picks (the default magnitude prior unless the data
     are complex); ``"bundled:NAME"`` (a str, or a Path as the CLI passes it, unless such a file
     exists) -> that bundled prior; a path -> that model (a level split,
     :mod:`medscore.priors.split_folder`, when its model.json says so); a LoadedModel -> itself.
+    A user's weights must match the SHA-256 their model.json records; ``allow_unverified`` accepts a model.json
+    that records none (:func:`~medscore.priors.checkpoint.load_model`), for a model and a level split's members.
     """
     if isinstance(model, LoadedModel):
         return model
@@ -121,8 +125,8 @@ def load_prior(model: str | Path | LoadedModel | None, device: str | torch.devic
     if str(model).startswith(_PREFIX) and not Path(model).exists():
         return _load_bundled(str(model)[len(_PREFIX):] or None, device)
     if is_level_split(model):
-        return load_level_split(model, device, load_prior)
-    return load_model(model, device=device)
+        return load_level_split(model, device, functools.partial(load_prior, allow_unverified=allow_unverified))
+    return load_model(model, device=device, allow_unverified=allow_unverified)
 
 
 def save_level_split(out_dir: str | Path, coarse: str, fine: str, switch_sigma: float, *, name: str | None = None,

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = ["levels_tensor", "select_level_indices", "select_levels"]
 
 
@@ -29,7 +31,7 @@ def select_level_indices(
     if sigma_end is not None:
         keep = int((sig.double() >= float(sigma_end) * (1 - 1e-6)).sum())
         if keep == 0:
-            raise ValueError(f"sigma_end={sigma_end} is above the largest model level {float(sig[0])}")
+            raise InputError(f"sigma_end={sigma_end} is above the largest model level {float(sig[0])}")
         sig = sig[:keep]
     if sigma_start is None:
         start = 0
@@ -37,7 +39,7 @@ def select_level_indices(
         # first level <= sigma_start, forgiving float round-off when sigma_start is itself a model level
         below = torch.nonzero(sig.double() <= float(sigma_start) * (1 + 1e-6)).reshape(-1)
         if len(below) == 0:
-            raise ValueError(f"sigma_start={sigma_start} is below the smallest model level {float(sig[-1])}")
+            raise InputError(f"sigma_start={sigma_start} is below the smallest model level {float(sig[-1])}")
         start = int(below[0])
     available = len(sig) - start
     if num_levels is None or num_levels >= available:

@@ -22,6 +22,8 @@ from ..nets.accelerate import autocast_score
 from ..rng import Generators, randn
 from ..sampling import Guidance, Preset, preset_table, select_levels
 from ..sampling.pnp import alternate_chain_flips
+from ..errors import InputError
+from .adapt import AdaptedPrior
 from .options import SamplerOptions
 
 __all__ = ["SolverResult", "score_function", "solve", "sample", "presets_of", "model_sigmas", "repeat_chains",
@@ -117,11 +119,23 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     score = autocast_score(score_function(model, complex_image), opts.precision, x0.device)
     if preset.settings.get("flips"):
         score = alternate_chain_flips(score, n)  # the chains of one image: complementary flips at every level
-    res = sampler(score, x, levels, guidance=make_guidance(g, n, preset),
-                  generator=g, callback=cb, sigma_ref=float(sigmas[-1]))
+    guidance = make_guidance(g, n, preset)
+    if isinstance(model, AdaptedPrior):  # one adaptation step after every level, on the image as it stands
+        plain = autocast_score(score_function(model, complex_image), opts.precision, x0.device)
+        cb = model.after_levels(plain, _fidelity_of(guidance), levels, cb)
+    res = sampler(score, x, levels, guidance=guidance, generator=g, callback=cb, sigma_ref=float(sigmas[-1]))
     out = res.x.reshape(b, n, *x0.shape[1:])
     std = out.std(dim=1, unbiased=True) if n > 1 else None
     return SolverResult(out.mean(dim=1), std, res.nfe, time.perf_counter() - t0, n)
+
+
+def _fidelity_of(guidance: Guidance | None) -> Callable[[Tensor], Tensor]:
+    """The data misfit an adapted prior is fitted to: that of the task's measurements."""
+    fidelity = getattr(guidance, "fidelity", None)
+    if fidelity is None:
+        raise InputError("test-time adaptation needs measurements with a forward operator (MRI, inpainting); "
+                         "this solve has none")
+    return fidelity
 
 
 def sample(model: ScoreModel, n: int, shape: tuple[int, int], opts: SamplerOptions = SamplerOptions(), *,

@@ -88,9 +88,12 @@ class SliceReader(Protocol):
 
 @dataclass
 class ImageStack:
-    """Slices (N, H, W) of a scan on the model's [0, 1] scale: what image tasks measure and solve."""
+    """Slices (N, H, W) of a scan on the model's [0, 1] scale: what image tasks measure and solve. ``scale``: the
+    scan's ``(lo, hi)`` percentiles (0th and 99.5th for the bundled priors) that were mapped to 0 and 1 (default
+    (0, 1): the slices are the scan itself)."""
 
     ref: np.ndarray
+    scale: tuple[float, float] = (0.0, 1.0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -98,6 +101,13 @@ class ImageStack:
 
     def __len__(self) -> int:
         return len(self.ref)
+
+    def model_std(self, fraction: float) -> float:
+        """A noise std given as a ``fraction`` of the scan's upper percentile ``hi``, on the slices' own scale:
+        ``fraction * hi / (hi - lo)`` (the scaling divides by ``hi - lo``, which exceeds ``hi`` when noise reaches
+        below zero, ``lo < 0``)."""
+        lo, hi = self.scale
+        return float(fraction) * hi / (hi - lo)
 
 
 @dataclass
@@ -171,6 +181,7 @@ class Task(ABC):
     report_fastmri: ClassVar[bool] = False  # the benchmark adds fastMRI-convention metrics
     complex_data: ClassVar[bool] = False  # solved as complex images: the bundled complex prior when there is one
     inputs_type: ClassVar[type[TaskInputs]] = TaskInputs  # what prepare_stack takes besides the slices
+    adaptable: ClassVar[bool] = True  # has a forward operator: test-time adaptation applies (medscore.solvers.adapt)
 
     @abstractmethod
     def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:

@@ -4,11 +4,16 @@
 no sampler). ``sampler`` (historical name ``langevin``): posterior samples started at the noisy image itself,
 from the first model level <= the noise std, with no extra noise; samplers with Langevin steps add the
 likelihood term.
+
+File inputs give ``noise_std`` as a fraction of the scan's 99.5th-percentile intensity ``hi``; the slices are
+scaled by ``(x - lo) / (hi - lo)`` (``lo``: the 0th percentile, below zero where noise reaches under a zero
+background), so the solver gets ``noise_std * hi / (hi - lo)`` (:meth:`ImageStack.model_std`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +25,7 @@ from .. import physics
 from ..physics import DataConsistency, Denoising
 from ..rng import Generators
 from ..sampling import Guidance, Preset
+from ..solvers.adapt import AdaptedPrior
 from ..solvers import (DENOISE_METHODS, GuidanceFactory, LevelCallback, SamplerOptions, ScoreModel, SolverResult,
                        model_sigmas, repeat_chains, solve, tweedie_denoise)
 from .base import (ImageStack, Method, Problem, StackSolve, Task, TaskInputs, TaskSpec, batch_of, per_image,
@@ -30,8 +36,9 @@ __all__ = ["DenoiseTask", "DenoiseInputs"]
 
 @dataclass(frozen=True)
 class DenoiseInputs(TaskInputs):
-    """The noise: its std ``noise_std`` on the [0, 1] scale (None: estimated), or ``add_noise`` to simulate noise of
-    that std (seeded by ``noise_seed``) and score against the clean slices; the solver ``method``."""
+    """The noise: its std ``noise_std`` as a fraction of the scan's upper-percentile (99.5th) intensity (None:
+    estimated), or ``add_noise`` to simulate noise of that std on the model's [0, 1] scale (seeded by
+    ``noise_seed``) and score against the clean slices; the solver ``method``."""
 
     noise_std: float | None = None
     add_noise: float | None = None
@@ -53,6 +60,7 @@ class DenoiseTask(Task):
     methods = DENOISE_METHODS
     preset_free_methods = ("tweedie",)
     tune_override = False
+    adaptable = False  # no forward operator: the adaptation loss would fit the noise
     inputs_type = DenoiseInputs
 
     def operator(self, noise_std: float) -> Denoising:
@@ -86,6 +94,8 @@ class DenoiseTask(Task):
             raise ValueError(f"noise_std must be > 0, got {noise_std}")
         if method not in self.methods:
             raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
+        if isinstance(model, AdaptedPrior):
+            raise InputError("test-time adaptation needs a forward operator (MRI, inpainting); denoising has none")
         if method == "tweedie":
             return tweedie_denoise(model, image, noise_std, flip_average, transpose, opts.precision)
         start = self.start_level(model, noise_std)
@@ -136,34 +146,53 @@ class DenoiseTask(Task):
         if inputs.method not in self.methods:
             raise InputError(f"unknown denoising method {inputs.method!r}; choose from {', '.join(self.methods)}")
 
-    def noisy_input(self, ref: np.ndarray, inputs: DenoiseInputs) -> tuple[np.ndarray, float]:
-        """The noisy stack (simulated with ``add_noise``, else ``ref`` itself) and the noise std on the [0, 1]
-        scale (given, or estimated with scikit-image)."""
+    def noisy_input(self, stack: ImageStack, inputs: DenoiseInputs) -> tuple[np.ndarray, float, dict[str, Any]]:
+        """The noisy slices (simulated with ``add_noise``, on the slices' [0, 1] scale, else the slices
+        themselves), the noise std on that scale and what to report of it.
+
+        A given ``noise_std`` is a fraction of the scan's upper percentile ``hi`` and becomes
+        ``noise_std * hi / (hi - lo)`` on the slices' scale (:meth:`ImageStack.model_std`), so that the level means
+        the same noise whatever the scan's range; without one the level is estimated (scikit-image) on that scale.
+        """
         noise_std, add_noise = inputs.noise_std, inputs.add_noise
         if add_noise is not None:
             if add_noise <= 0:
                 raise InputError(f"--add-noise must be > 0, got {add_noise}")
             rng = np.random.default_rng(inputs.noise_seed)
-            noisy = (ref + add_noise * rng.standard_normal(ref.shape)).astype(np.float32)
-            sigma = float(add_noise if noise_std is None else noise_std)
+            noisy = (stack.ref + add_noise * rng.standard_normal(stack.ref.shape)).astype(np.float32)
         else:
-            noisy = ref
-            sigma = float(noise_std) if noise_std is not None else physics.estimate_noise_std(noisy[:, None])
+            noisy = stack.ref
+        if noise_std is not None:
+            sigma, source = stack.model_std(noise_std), "given"
+        elif add_noise is not None:
+            sigma, source = float(add_noise), "simulated"
+        else:
+            sigma, source = physics.estimate_noise_std(noisy[:, None]), "estimated"
         if not np.isfinite(sigma):  # scikit-image's estimate is NaN on some scans (e.g. flat, noise-free slices)
             raise InputError("the noise std could not be estimated from the scan (NaN): pass --noise-std")
         if sigma <= 0:
-            raise InputError(f"noise std must be > 0, got {sigma}")
-        return noisy, sigma
+            raise InputError(f"noise std must be > 0 on the model's scale, got {sigma:.4g} (--noise-std is a fraction "
+                             f"of the scan's upper-percentile intensity, {stack.scale[1]:.4g} here)")
+        return noisy, sigma, _noise_info(stack, sigma, source)
 
     def prepare_stack(self, stack: ImageStack, device: torch.device, opts: SamplerOptions,
                       inputs: DenoiseInputs) -> StackSolve:
         """Denoise the slices (or a copy with simulated noise); the noise std given or estimated. Baseline: the
-        noisy slices; only simulated noise has a reference."""
-        noisy, sigma = self.noisy_input(stack.ref, inputs)
+        noisy slices; only simulated noise has a reference. ``info``: the noise level (:meth:`noisy_input`)."""
+        noisy, sigma, info = self.noisy_input(stack, inputs)
 
         def solve_rows(model: ScoreModel, rows: slice, opts_rows: SamplerOptions,
                        callback: LevelCallback | None) -> SolverResult:
             return self.solve(model, batch_of(noisy, rows, device), sigma, opts_rows, method=inputs.method,
                               callback=callback)
 
-        return StackSolve(solve_rows, noisy, self.chains(opts, inputs.method), simulated=inputs.add_noise is not None)
+        return StackSolve(solve_rows, noisy, self.chains(opts, inputs.method), simulated=inputs.add_noise is not None,
+                          info=info)
+
+
+def _noise_info(stack: ImageStack, sigma: float, source: str) -> dict[str, Any]:
+    """The noise level as a fraction of the scan's upper percentile (what --noise-std takes) and on the model's
+    [0, 1] scale (what the solver used), and where it came from (given, simulated, estimated)."""
+    lo, hi = stack.scale
+    fraction = round(sigma * (hi - lo) / hi, 6) if hi > 0 else None
+    return {"noise_std": fraction, "noise_std_model": round(sigma, 6), "noise_std_from": source}

@@ -17,15 +17,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import TrainConfig
 from ..errors import CheckpointError
 
-__all__ = ["init_weights_from"]
+__all__ = ["init_weights_from", "check_init_from"]
 
 
 def _source(init_from: str | Path) -> nn.Module:
     from ..priors.store import load_prior
 
-    prior = load_prior(None if str(init_from) == "bundled" else init_from)
+    try:
+        prior = load_prior(None if str(init_from) == "bundled" else init_from)
+    except CheckpointError as exc:
+        raise CheckpointError(f"init_from: {exc}") from None
     if "level_split" in prior.meta:  # two networks (the default prior is one): which to start from is the user's call
         split = prior.meta["level_split"]
         raise CheckpointError(f"init_from {init_from}: a level split of two networks; start from one of them "
@@ -36,7 +40,34 @@ def _source(init_from: str | Path) -> nn.Module:
 def init_weights_from(model: nn.Module, init_from: str | Path) -> None:
     """Copy the weights of ``init_from`` (a model folder/file, ``"bundled"`` or ``"bundled:NAME"``) into
     ``model``, in place. The noise levels stay the new model's own; any other difference is a CheckpointError."""
-    source = _source(init_from)
+    src = _fitted_state(model, _source(init_from), init_from)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name != "sigmas":
+                tensor.copy_(src[name].to(tensor.dtype))
+
+
+def check_init_from(cfg: TrainConfig) -> None:
+    """Before a run starts: ``cfg.init_from`` loads and passes every check of a model (SHA-256, finite weights, its
+    model.json) as the training loop will load it, and its tensors fit the configured network (unless their shapes
+    depend on a number of levels that the data decide: ``num_levels: auto`` with index conditioning). Nothing to
+    check without ``init_from``; CheckpointError otherwise."""
+    if not cfg.init_from:
+        return
+    source = _source(cfg.init_from)
+    levels = cfg.noise.num_levels
+    if levels == "auto" and cfg.model.conditioning == "index":
+        return  # one embedding row per level: the count comes from the data
+    from ..nets import build_model
+    from .noise import geometric_sigmas
+
+    count = 10 if levels == "auto" else int(levels)
+    _fitted_state(build_model(cfg.model, geometric_sigmas(1.0, 0.01, count)), source, cfg.init_from)
+
+
+def _fitted_state(model: nn.Module, source: nn.Module, init_from: str | Path) -> dict[str, torch.Tensor]:
+    """``source``'s tensors for ``model`` (the partner channel added for a channel-pair prior), or CheckpointError
+    naming the first tensor that is missing or of another shape."""
     src = source.state_dict()
     dst = model.state_dict()
     if getattr(model, "pair_channels", False) and getattr(source, "in_channels", 0) == 1:
@@ -48,10 +79,7 @@ def init_weights_from(model: nn.Module, init_from: str | Path) -> None:
         if name != "sigmas" and src[name].shape != tensor.shape:
             raise CheckpointError(f"init_from {init_from}: {name} has shape {tuple(src[name].shape)}, the new "
                                   f"model needs {tuple(tensor.shape)} (another width or channel count)")
-    with torch.no_grad():
-        for name, tensor in dst.items():
-            if name != "sigmas":
-                tensor.copy_(src[name].to(tensor.dtype))
+    return src
 
 
 def _with_partner_channel(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from .losses import dsm_loss
 from .lr_schedule import learning_rate
 from ..nets import build_model, count_parameters
 from .noise import geometric_sigmas, levels_up_to, max_pairwise_distance, ncsnv2_num_levels, sample_levels
-from .init_from import init_weights_from
+from .init_from import check_init_from, init_weights_from
 from .batches import StepBatches, StepDataset, plain_images, step_seed, validation_images
 
 __all__ = ["TrainProgress", "resolve_device", "train", "make_sigmas"]
@@ -90,6 +90,8 @@ def _check_run(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -
     for part in (cfg, cfg.model, cfg.noise, cfg.data):
         part.__post_init__()
     check_out_dir(out_dir, resume=resume, overwrite=overwrite, name="out_dir", flags=("resume=True", "overwrite=True"))
+    if not resume:
+        check_init_from(cfg)  # the starting weights load and fit before any data is read
 
 
 def _clear_run(out_dir: Path) -> None:

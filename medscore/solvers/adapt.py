@@ -1,0 +1,155 @@
+"""Test-time adaptation: a small set of the prior's parameters fitted to the scan being solved, during the solve.
+
+A prior trained on one average head paints that head in wherever the measurements leave the image free. The cure
+of "Steerable Conditional Diffusion" (Barbano et al., 2023) and "Deep Diffusion Image Prior" (Chung & Ye, 2024) is
+to adapt the prior to the measurement itself: at every noise level the denoised (Tweedie) estimate
+``x0 = x + sigma^2 s_theta(x, sigma)`` should agree with the measurements through the task's own operator, so one
+gradient step on
+
+    L(theta) = mean_i ||A x0_i - y_i||^2 / ||y_i||^2  +  anchor * ||theta - theta_0||^2 / ||theta_0||^2
+
+moves the adapted parameters ``theta`` (by default the affine maps of the conditional instance norms: a per-channel
+shift and scale of every feature map, 3 x channels numbers per norm) before the sampler uses the score. The
+anchor keeps them near the pretrained values ``theta_0``; the pretrained weights never change (the adapted network
+is a copy). One :class:`AdaptedPrior` is shared by every batch of a scan, so all slices adapt one parameter set
+and memory stays that of one batch (plus the backward pass of its network call).
+
+Each adapted level costs one more forward and one backward pass: after the sampler's level, the adaptation step
+denoises the iterate in its own orientation (the sampler's flip ensemble keeps flipping its own evaluations).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_int, check_positive
+from ..errors import InputError
+
+__all__ = ["Adaptation", "AdaptedPrior", "PARAMETER_SETS"]
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Settings of test-time adaptation. ``lr``: Adam's step size; ``steps``: gradient steps per adapted level;
+    ``anchor``: weight of the penalty that keeps the parameters near the pretrained ones; ``min_sigma``: levels
+    below this noise level use the adapted prior without adapting further (0: adapt at every level);
+    ``parameters``: which parameters adapt (:data:`PARAMETER_SETS`)."""
+
+    lr: float = 1e-2
+    steps: int = 1
+    anchor: float = 1.0
+    min_sigma: float = 0.0
+    parameters: str = "norm-bias"
+    renoise: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("adapt lr", self.lr)
+        check_int("adapt steps", self.steps, 1, 100)
+        check_positive("adapt anchor", self.anchor, allow_zero=True)
+        check_positive("adapt min_sigma", self.min_sigma, allow_zero=True)
+        if self.parameters not in PARAMETER_SETS:
+            raise InputError(f"adapt parameters must be one of {', '.join(PARAMETER_SETS)}, got {self.parameters!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _norm_parameters(net: nn.Module, bias_only: bool) -> list[nn.Parameter]:
+    """The parameters of the conditional instance norms (``InstanceNormPlus``): their affine maps' biases (a
+    level-independent gamma / alpha / beta shift) or the whole maps."""
+    from ..nets.layers import InstanceNormPlus
+
+    found: list[nn.Parameter] = []
+    for module in net.modules():
+        if isinstance(module, InstanceNormPlus):
+            for name, p in module.named_parameters():
+                if not bias_only or name.endswith("bias") or name in ("gamma", "alpha", "beta"):
+                    found.append(p)
+    return found
+
+
+#: named parameter sets: name -> function of the network returning the parameters to adapt
+PARAMETER_SETS: dict[str, Callable[[nn.Module], list[nn.Parameter]]] = {
+    "norm-bias": lambda net: _norm_parameters(net, bias_only=True),
+    "norms": lambda net: _norm_parameters(net, bias_only=False),
+    "all": lambda net: list(net.parameters()),
+}
+
+
+class AdaptedPrior(nn.Module):
+    """A copy of a score model whose :class:`Adaptation` parameters are fitted during solves (``adapting``);
+    it is itself a score model (``model(x, sigma)``, ``sigmas``, the base's presets) and counts its forward and
+    backward passes."""
+
+    def __init__(self, base: nn.Module, settings: Adaptation = Adaptation()) -> None:
+        super().__init__()
+        self.settings = settings
+        self.net = copy.deepcopy(base)
+        self.net.requires_grad_(False)
+        self.theta = PARAMETER_SETS[settings.parameters](self.net)
+        if not self.theta:
+            raise InputError(f"the prior has no {settings.parameters!r} parameters to adapt")
+        for p in self.theta:
+            p.requires_grad_(True)
+        self.theta0 = [p.detach().clone() for p in self.theta]
+        self._scale0 = max(sum(float((t**2).sum()) for t in self.theta0), 1e-12)
+        self.optimizer = torch.optim.Adam(self.theta, lr=settings.lr)
+        self.forward_passes = self.backward_passes = 0
+        self.generator = torch.Generator().manual_seed(settings.seed)  # the adaptation's own noise: deterministic
+        for name in ("sigmas", "presets", "flip_invariant", "in_channels", "spatial_dims"):
+            if hasattr(base, name):
+                object.__setattr__(self, name, getattr(base, name))
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return self.net(x, sigma)
+
+    def report(self) -> dict[str, Any]:
+        """The settings and the passes taken so far, for run reports."""
+        return {**self.settings.to_dict(), "forward_passes": self.forward_passes,
+                "backward_passes": self.backward_passes}
+
+    def penalty(self) -> Tensor:
+        """``||theta - theta_0||^2 / ||theta_0||^2``."""
+        return sum(((p - p0) ** 2).sum() for p, p0 in zip(self.theta, self.theta0)) / self._scale0  # type: ignore
+
+    def after_levels(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], levels: Tensor,
+                     callback: Callable[[int, int, Tensor], None] | None) -> Callable[[int, int, Tensor], None]:
+        """A sampler callback that adapts after level ``i`` on the iterate ``x`` it is given: ``steps`` gradient
+        steps of the fidelity of ``x``'s denoised estimate at the next level (``score`` is this model's plain
+        score, in the image's own orientation: the sampler's flip ensemble is free to flip its own calls), then
+        ``callback``. Levels below ``min_sigma`` do not adapt."""
+
+        def after(i: int, total: int, x: Tensor) -> None:
+            sigma = levels[min(i + 1, len(levels) - 1)]
+            if float(sigma) >= self.settings.min_sigma:
+                s = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+                for _ in range(self.settings.steps):
+                    z = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+                    noisy = x + float(sigma) * z if self.settings.renoise else x
+                    self._step(score, fidelity, noisy, s)
+            if callback is not None:
+                callback(i, total, x)
+
+        return after
+
+    def _step(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], x: Tensor, sigma: Tensor) -> Tensor:
+        """One forward and backward pass; the parameters move by one Adam step; returns the score."""
+        with torch.enable_grad():
+            xd = x.detach()
+            out = score(xd, sigma)
+            sig = sigma.reshape(-1, *([1] * (x.ndim - 1))) if isinstance(sigma, Tensor) else sigma
+            loss = fidelity(xd + sig**2 * out).mean() + self.settings.anchor * self.penalty()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.forward_passes += 1
+        self.backward_passes += 1
+        return out.detach()
