@@ -42,7 +42,7 @@ class Adaptation:
     below this noise level use the adapted prior without adapting further (0: adapt at every level);
     ``parameters``: which parameters adapt (:data:`PARAMETER_SETS`)."""
 
-    lr: float = 1e-2
+    lr: float = 3e-2
     steps: int = 1
     anchor: float = 1.0
     min_sigma: float = 0.0
