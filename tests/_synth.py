@@ -130,3 +130,22 @@ def line_mask(path: str | Path, width: int, centre: slice) -> Path:
     mask[centre] = 1.0
     np.save(path, mask)
     return Path(path)
+
+
+def stop_score_networks(monkeypatch, why: str) -> None:
+    """Make every RefineNet-family network raise when run: a bad-input case that gets as far as the solve fails."""
+    import torch
+
+    from medscore.nets import refinenet
+
+    def boom(self, *args, **kwargs):
+        raise AssertionError(f"the score network ran: {why}")
+
+    for cls in vars(refinenet).values():
+        if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and "forward" in vars(cls):
+            monkeypatch.setattr(cls, "forward", boom)
+
+
+def file_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file below ``folder``: equal before and after = nothing written."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}

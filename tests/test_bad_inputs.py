@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
-from _synth import QUIET_MONAI, one_error_line, phantom, write_dicom_series, write_nifti
+from _synth import (QUIET_MONAI, file_snapshot, one_error_line, phantom, stop_score_networks, write_dicom_series,
+                    write_nifti)
 from medscore import api
 from medscore.priors.checkpoint import load_model, save_model, sha256
 from medscore.cli.main import app
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.training.dataset import find_scans
 from medscore.errors import CheckpointError, ConfigError, InputError, NonFiniteError, OutputError
-from medscore.nets import build_model, refinenet
+from medscore.nets import build_model
 from medscore.training.noise import geometric_sigmas
 from medscore.physics import make_mask
 from medscore.io.scans import load_scan, save_like
@@ -114,17 +114,11 @@ def env(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(autouse=True)
 def tripwire(monkeypatch):
-    """No case may get as far as running the score network."""
-    def boom(self, *args, **kwargs):
-        raise AssertionError("the score network ran: the bad input was not caught before the solve")
-
-    for cls in vars(refinenet).values():
-        if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and "forward" in vars(cls):
-            monkeypatch.setattr(cls, "forward", boom)
+    """No case may get as far as running a score network."""
+    stop_score_networks(monkeypatch, "the bad input was not caught before the solve")
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+_snapshot = file_snapshot
 
 
 SOLVE = ["--model", "{root}/tiny", "--device", "cpu", "--preset", "fast"]

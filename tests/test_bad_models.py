@@ -19,12 +19,11 @@ import yaml
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from _synth import QUIET_MONAI, one_error_line, phantom, tiny_model, write_nifti
+from _synth import QUIET_MONAI, file_snapshot, one_error_line, phantom, stop_score_networks, tiny_model, write_nifti
 from medscore import api
 from medscore.cli.main import app
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.errors import CheckpointError
-from medscore.nets import refinenet
 from medscore.priors.checkpoint import load_model, sha256
 from medscore.priors.checks import MAX_NESTING, check_presets, read_description
 from medscore.priors.store import load_prior, save_level_split
@@ -131,16 +130,10 @@ def env(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(autouse=True)
 def tripwire(monkeypatch):
     """No case may get as far as running a score network."""
-    def boom(self, *args, **kwargs):
-        raise AssertionError("the score network ran: the bad model was not caught at load")
-
-    for cls in vars(refinenet).values():
-        if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and "forward" in vars(cls):
-            monkeypatch.setattr(cls, "forward", boom)
+    stop_score_networks(monkeypatch, "the bad model was not caught at load")
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+_snapshot = file_snapshot
 
 
 def _den(model: str) -> list[str]:
