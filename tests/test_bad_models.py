@@ -23,7 +23,7 @@ from _synth import QUIET_MONAI, file_snapshot, one_error_line, phantom, stop_sco
 from medscore import api
 from medscore.cli.main import app
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
-from medscore.errors import CheckpointError
+from medscore.errors import CheckpointError, InputError
 from medscore.priors.checkpoint import load_model, sha256
 from medscore.priors.checks import MAX_NESTING, check_presets, read_description
 from medscore.priors.store import load_prior, save_level_split
@@ -249,3 +249,16 @@ def test_nesting_is_counted_outside_strings_and_the_limit_itself_is_fine(env, tm
 
 def test_built_in_presets_pass_the_model_json_checks():
     assert check_presets(presets_to_json(PRESETS), "built-in") is not None
+
+
+def test_a_complex_prior_on_a_scan_is_one_line(tmp_path):
+    """A 2-channel (complex) prior cannot solve a magnitude scan: refused with one line, nothing written."""
+    from medscore.pipeline import reconstruct_file
+
+    scan = write_nifti(tmp_path / "scan.nii.gz", phantom((24, 24, 3), seed=1))
+    mask = np.zeros(24, np.float32)
+    mask[::2] = 1
+    before = file_snapshot(tmp_path)
+    with pytest.raises(InputError, match="2-channel"):
+        reconstruct_file(scan, mask, model="bundled:ncsn-complex", out=tmp_path / "o.nii.gz", device="cpu")
+    assert file_snapshot(tmp_path) == before

@@ -8,11 +8,9 @@ CPU, 128 x 128 slices): ~31 MiB per slice, i.e. ~60 bytes per pixel and feature 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ..checks import check_batch_size
+from ..checks import available_memory, check_batch_size
 
 __all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes",
            "auto_batch_size", "resolve_batch_size",
@@ -28,22 +26,12 @@ _FALLBACK_FREE = 2 << 30  # when free memory cannot be read: assume 2 GiB
 
 
 def free_memory(device: torch.device) -> int:
-    """Free bytes: ``torch.cuda.mem_get_info`` on CUDA; on CPU ``psutil`` if installed, else /proc/meminfo."""
+    """Free bytes: ``torch.cuda.mem_get_info`` on CUDA; on CPU :func:`medscore.checks.available_memory` (psutil,
+    /proc/meminfo), or 2 GiB when that cannot be read."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return _FALLBACK_FREE
+    free = available_memory()
+    return _FALLBACK_FREE if free is None else free
 
 
 def slice_bytes(shape: tuple[int, int], ngf: int, chains: int, channels: int = 1) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics as M
+from ..errors import InputError
 from ..checks import check_slice_shape
 from ..io.scans import Scan, load_scan
 from ..tasks import ImageStack, StackSolve, Task
@@ -62,6 +63,10 @@ class ScanSource:
         """The slices on the model's [0, 1] scale (the prior's percentiles), as an (N, H, W) float32 stack that
         carries the scale ``(lo, hi)``, the scan's two percentiles."""
         assert self.scan is not None, "open the source first"
+        channels = int(prior.meta.get("model", {}).get("in_channels", 1))
+        if channels != 1:
+            raise InputError(f"model {Path(prior.path).parent.name} takes {channels}-channel (complex) images: scans "
+                             "are solved with a 1-channel (magnitude) prior; give its k-space instead")
         scaler = RobustScaleIntensity(*prior.percentiles)
         scaled = scaler(self.scan.data)
         self.scale = scaler.last_scale
