@@ -31,7 +31,6 @@ from .physics import make_mask, validate_mask
 from .pipeline import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file, reconstruct_path
 from .pipeline.driver import check_slice_memory
 from .pipeline.memory import model_width
-from .errors import InputError
 from .solvers import SamplerOptions
 from .solvers.adapt import Adaptation, AdaptedPrior
 from .tasks import get_task
@@ -79,12 +78,8 @@ def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
 
 def _network(prior: LoadedModel, adapt: AdaptArg) -> torch.nn.Module:
     """The prior's score network, or (``adapt``) a copy adapted during the solve."""
-    if adapt is False or adapt is None:
-        return prior.model
-    settings = adapt if isinstance(adapt, Adaptation) else Adaptation()
-    if adapt is not True and not isinstance(adapt, Adaptation):
-        raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")
-    return AdaptedPrior(prior.model, settings)
+    settings = Adaptation.of(adapt)
+    return prior.model if settings is None else AdaptedPrior(prior.model, settings)
 
 
 def _estimate(res: solvers.SolverResult, single: bool, channel_norm: bool = False, net: object = None) -> Estimate:

@@ -149,3 +149,22 @@ def stop_score_networks(monkeypatch, why: str) -> None:
 def file_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of every file below ``folder``: equal before and after = nothing written."""
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def bad_cli_case(argv: list[str], root: Path, tmp_path: Path, monkeypatch):
+    """Run a catalogue case (``argv`` with ``{root}`` / ``{out}`` placeholders) and check what every case must hold:
+    one error line, an empty output folder, the inputs under ``root`` unchanged. Returns the result and the line."""
+    from typer.testing import CliRunner
+
+    from medscore.cli.main import app
+
+    monkeypatch.delenv("MEDSCORE_DEBUG", raising=False)
+    monkeypatch.setenv("COLUMNS", "60")
+    out = tmp_path / "out"
+    out.mkdir()
+    before = file_snapshot(root)
+    res = CliRunner().invoke(app, [a.format(root=root, out=out) for a in argv])
+    line = one_error_line(res)
+    assert list(out.iterdir()) == [], "a bad input left files in the output folder"
+    assert file_snapshot(root) == before, "an input was changed"
+    return res, line

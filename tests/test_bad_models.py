@@ -17,11 +17,9 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
 
-from _synth import QUIET_MONAI, file_snapshot, one_error_line, phantom, stop_score_networks, tiny_model, write_nifti
+from _synth import QUIET_MONAI, bad_cli_case, file_snapshot, phantom, stop_score_networks, tiny_model, write_nifti
 from medscore import api
-from medscore.cli.main import app
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.errors import CheckpointError, InputError
 from medscore.priors.checkpoint import load_model, sha256
@@ -173,17 +171,9 @@ CLI_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_cli_bad_model(case, env, tmp_path, monkeypatch):
-    monkeypatch.delenv("MEDSCORE_DEBUG", raising=False)
-    monkeypatch.setenv("COLUMNS", "60")
     argv, expected = CLI_CASES[case]
-    out = tmp_path / "out"
-    out.mkdir()
-    before = _snapshot(env["root"])
-    res = CliRunner().invoke(app, [a.format(root=env["root"], out=out) for a in argv])
-    line = one_error_line(res)  # one line: for training, no progress bar was shown before it
+    res, line = bad_cli_case(argv, env["root"], tmp_path, monkeypatch)  # for training: no progress bar before it
     assert res.exit_code == 1 and expected in line, line
-    assert list(out.iterdir()) == [], "a bad model left files in the output folder"
-    assert _snapshot(env["root"]) == before, "an input was changed"
 
 
 IMG = np.random.default_rng(1).random((S, S)).astype(np.float32)

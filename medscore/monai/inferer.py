@@ -56,7 +56,7 @@ class ScoreInferer(Inferer):
         self.noise_std, self.method, self.batch_size, self.spatial_axis = noise_std, method, batch_size, spatial_axis
         self.mask_spec = (mask_pattern, accel, center, mask_seed)
         self.solver_task.check_inputs(self.task_inputs())
-        self.adapt = Adaptation() if adapt is True else (None if adapt is False else adapt)
+        self.adapt = Adaptation.of(adapt)
         if self.adapt is not None and not self.solver_task.adaptable:
             raise InputError(f"adapt needs a forward operator: {self.solver_task.label} has none")
 

@@ -117,9 +117,7 @@ def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = Non
 def check_adaptation(task: Task, adapt: Adaptation | bool | None, save_adapted: str | Path | None) -> Adaptation | None:
     """Before anything is loaded: the task has an operator to adapt to; ``save_adapted`` names a new, writable
     folder and comes with ``adapt``. Returns the settings (``True``: the defaults; ``False``/None: no adaptation)."""
-    adapt = Adaptation() if adapt is True else (None if adapt is False else adapt)
-    if adapt is not None and not isinstance(adapt, Adaptation):
-        raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")
+    adapt = Adaptation.of(adapt)
     if adapt is not None and not task.adaptable:
         raise InputError(f"--adapt (adapt=) needs a forward operator: {task.label} has none")
     if save_adapted is None:

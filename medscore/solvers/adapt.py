@@ -8,8 +8,9 @@ gradient step on
 
     L(theta) = mean_i ||A x0_i - y_i||^2 / ||y_i||^2  +  anchor * ||theta - theta_0||^2 / ||theta_0||^2
 
-moves the adapted parameters ``theta`` (by default the affine maps of the conditional instance norms: a per-channel
-shift and scale of every feature map, 3 x channels numbers per norm) before the sampler uses the score. The
+after every level moves the adapted parameters ``theta`` (by default the biases of the conditional instance norms'
+affine maps: a level-independent shift of every feature map's gamma, alpha and beta, 3 x channels numbers per norm),
+with ``x0`` the denoised estimate of the level's iterate re-noised to the next level. The
 anchor keeps them near the pretrained values ``theta_0``; the pretrained weights never change (the adapted network
 is a copy). One :class:`AdaptedPrior` is shared by every batch of a scan, so all slices adapt one parameter set
 and memory stays that of one batch (plus the backward pass of its network call).
@@ -61,6 +62,15 @@ class Adaptation:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, adapt: Adaptation | bool | None) -> Adaptation | None:
+        """The settings a caller's ``adapt=`` names: ``True`` the defaults, ``False`` / None none, or as given."""
+        if adapt is True:
+            return cls()
+        if adapt is False or adapt is None or isinstance(adapt, cls):
+            return adapt or None
+        raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")
+
 
 def _norm_parameters(net: nn.Module, bias_only: bool) -> list[nn.Parameter]:
     """The parameters of the conditional instance norms (``InstanceNormPlus``): their affine maps' biases (a
@@ -85,7 +95,7 @@ PARAMETER_SETS: dict[str, Callable[[nn.Module], list[nn.Parameter]]] = {
 
 
 class AdaptedPrior(nn.Module):
-    """A copy of a score model whose :class:`Adaptation` parameters are fitted during solves (``adapting``);
+    """A copy of a score model whose :class:`Adaptation` parameters are fitted during solves (:meth:`after_levels`);
     it is itself a score model (``model(x, sigma)``, ``sigmas``, the base's presets) and counts its forward and
     backward passes."""
 
@@ -132,13 +142,17 @@ class AdaptedPrior(nn.Module):
             if float(sigma) >= self.settings.min_sigma:
                 s = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
                 for _ in range(self.settings.steps):
-                    z = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-                    noisy = x + float(sigma) * z if self.settings.renoise else x
-                    self._step(score, fidelity, noisy, s)
+                    self._step(score, fidelity, self._renoised(x, float(sigma)), s)
             if callback is not None:
                 callback(i, total, x)
 
         return after
+
+    def _renoised(self, x: Tensor, sigma: float) -> Tensor:
+        """``x`` plus fresh noise of std ``sigma`` from the adaptation's own generator (``x`` without renoise)."""
+        if not self.settings.renoise:
+            return x
+        return x + sigma * torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
 
     def _step(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], x: Tensor, sigma: Tensor) -> Tensor:
         """One forward and backward pass; the parameters move by one Adam step; returns the score."""

@@ -32,8 +32,7 @@ class SamplerOptions:
     (``0`` is not allowed, use a small level), ``sigma_end`` the last level. ``precision`` is the score network's
     arithmetic (``auto``: bf16 on CUDA, fp32 on CPU; ``bf16`` asks for it on CPUs with native bf16, where a network
     evaluation is about 1.6x faster). ``seed`` seeds one generator for the whole batch; ``slice_seeds`` (one per image
-    of the
-    batch) gives every image its own stream, so results do not depend on how slices are batched.
+    of the batch) gives every image its own stream, so results do not depend on how slices are batched.
     """
 
     preset: str = "default"
