@@ -78,7 +78,7 @@ def _batch(x, device: torch.device) -> tuple[torch.Tensor, bool]:
 
 def _network(prior: LoadedModel, adapt: AdaptArg) -> torch.nn.Module:
     """The prior's score network, or (``adapt``) a copy adapted during the solve."""
-    settings = Adaptation.of(adapt)
+    settings = Adaptation.of(adapt, prior.model)
     return prior.model if settings is None else AdaptedPrior(prior.model, settings)
 
 

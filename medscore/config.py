@@ -96,6 +96,17 @@ class DataConfig:
     contrast_prob: float = 0.5  # tissue-map contrast randomisation (embedded data only)
     phase: Literal["none", "random"] = "none"  # "random": complex (real, imag) images with simulated phase
     cache: bool = True
+    # Scans mixed into the embedded brain (``path`` None): sliced in every plane of ``planes``, plus ``oblique``
+    # copies of each turned by up to ``oblique_deg`` about all three axes (1 mm voxels expected).
+    extra: str | None = None
+    oblique: int = 0
+    oblique_deg: float = 25.0
+    # Real-scan augmentations (off when None): pixel size drawn in ``pixel_mm`` per axis (blur + resample),
+    # Rician noise at an SNR drawn in ``snr`` (signal = the 99.5th percentile).
+    pixel_mm: tuple[float, float] | None = None
+    pixel_prob: float = 0.5
+    snr: tuple[float, float] | None = None
+    noise_prob: float = 0.5
 
     def __post_init__(self) -> None:
         from .checks import MIN_SLICE
@@ -109,8 +120,15 @@ class DataConfig:
         zoom = tuple(self.zoom)
         _need(len(zoom) == 2 and all(_is_num(z) for z in zoom) and 0 < zoom[0] <= zoom[1],
               f"data.zoom must be [min, max] with 0 < min <= max, got {list(zoom)}")
+        for name, rng in (("pixel_mm", (0.1, 10.0)), ("snr", (1.0, 1e4))):
+            v = getattr(self, name)
+            _need(v is None or (len(v) == 2 and all(_is_num(x) for x in v) and rng[0] <= v[0] <= v[1] <= rng[1]),
+                  f"data.{name} must be [min, max] with {rng[0]:g} <= min <= max <= {rng[1]:g}, got {v!r}")
+        _need(_is_int(self.oblique) and 0 <= self.oblique <= 64, f"data.oblique must be 0..64, got {self.oblique!r}")
+        _need(_is_num(self.oblique_deg) and 0 <= self.oblique_deg <= 90,
+              f"data.oblique_deg must be in [0, 90], got {self.oblique_deg!r}")
         for name in ("flip_prob", "bias_field_prob", "gamma_prob", "contrast_prob", "foreground_threshold",
-                     "min_foreground_fraction"):
+                     "min_foreground_fraction", "pixel_prob", "noise_prob"):
             v = getattr(self, name)
             _need(_is_num(v) and 0 <= v <= 1, f"data.{name} must be in [0, 1], got {v!r}")
 
@@ -199,6 +217,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         for arg in get_args(tp):
             if arg is type(None) and value is None:
                 return None
+            if get_origin(arg) is tuple and isinstance(value, (list, tuple)):
+                return _coerce(arg, value, where)
             if arg in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
                 if arg is int and not float(value).is_integer():
                     continue

@@ -178,3 +178,36 @@ def test_cli_adapt_on_inpaint_and_its_errors(scan_and_model, tmp_path):
                               "--save-adapted", str(tmp_path / "ad2"), *common])
     assert "needs --adapt" in one_error_line(res)
     assert not (tmp_path / "p.nii.gz").exists() and not (tmp_path / "ad2").exists()
+
+
+def _with_adaptation(folder, entry) -> None:
+    meta_path = folder / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["adaptation"] = entry
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_a_models_tuned_adaptation_settings_travel_from_model_json(scan_and_model, tmp_path):
+    folder = tiny_model(tmp_path / "m")
+    _with_adaptation(folder, {"lr": 0.005, "min_sigma": 0.02})
+    model = load_prior(folder).model
+    tuned = Adaptation.of(True, model)
+    assert (tuned.lr, tuned.min_sigma, tuned.parameters) == (0.005, 0.02, "norm-bias")
+    assert Adaptation.of(True).lr == Adaptation().lr  # no model: the defaults
+    assert Adaptation.of(Adaptation(lr=0.1), model).lr == 0.1  # the caller's own settings win
+    report = inpaint_file(scan_and_model[0], missing=0.5, out=tmp_path / "out.nii.gz", model=folder, device="cpu",
+                          opts=SamplerOptions(preset="fast", num_levels=4), adapt=True)
+    assert report.info["adaptation"]["lr"] == 0.005  # the file driver used the model's settings
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"lr": "fast"}, "adaptation.lr"), ({"rate": 0.1}, "adaptation.rate is not a setting"),
+    ({"steps": True}, "adaptation.steps"), ({"anchor": -1.0}, "adaptation.anchor"), ([0.1], "must be an object"),
+])
+def test_a_malformed_adaptation_entry_is_refused_at_load(tmp_path, entry, needle):
+    from medscore.errors import CheckpointError
+
+    folder = tiny_model(tmp_path / "m")
+    _with_adaptation(folder, entry)
+    with pytest.raises(CheckpointError, match=needle):
+        load_prior(folder)

@@ -9,6 +9,7 @@ import typer
 from .. import __version__
 from .bundle import export_bundle_command
 from .evaluate import benchmark_command, demo_command, tune_command
+from .external import external_command
 from .mask import mask_command
 from .models import level_split_command, models_command
 from .solve import denoise_command, inpaint_command, reconstruct_command, sample_command
@@ -42,6 +43,7 @@ app.command("models")(models_command)
 app.command("level-split")(level_split_command)
 app.command("demo")(demo_command)
 app.command("benchmark")(benchmark_command)
+app.command("benchmark-external")(external_command)
 app.command("tune")(tune_command)
 app.command("export-bundle")(export_bundle_command)
 

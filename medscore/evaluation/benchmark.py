@@ -13,17 +13,18 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..io.embedded import TEST_SLAB, held_out, load_embedded
-from .specs import (MULTICOIL_TASKS, TASKS, MethodResult, Problem, classical_methods, degrade, medscore_method,
-                    run_method, training_axial_slices)
+from .specs import (MULTICOIL_TASKS, TASKS, Method, MethodResult, Problem, TaskSpec, classical_methods, degrade,
+                    medscore_method, run_method, training_axial_slices)
 from ..priors.store import load_prior
 from ..solvers import SamplerOptions
+from ..solvers.adapt import Adaptation, AdaptedPrior
 from ..tasks import TASKS as TASK_REGISTRY
 from ..tasks import Task, get_task
 from ..io.pictures import save_panel
@@ -34,6 +35,7 @@ __all__ = ["TaskTable", "run_tasks", "embedded_slices", "external_slices", "DEMO
 DEMO_TASKS = ["mri-1d-4x", "mri-1d-8x", "inpaint-70", "denoise-0.1"]
 BENCHMARK_TASKS = [t for t in TASKS if t not in MULTICOIL_TASKS]  # the multi-coil specs run by name only
 Log = Callable[[str], None]
+MoreBaselines = Callable[[TaskSpec, Problem], dict[str, Method]]
 
 
 @dataclass
@@ -116,12 +118,15 @@ def _slice_affine(affine: np.ndarray, z0: int) -> np.ndarray:
 def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: list[str], *, model=None,
               out_dir: Path | None = None, affine: np.ndarray | None = None,
               denoise_methods: tuple[str, ...] = ("tweedie", "sampler"), samples: int | None = None,
-              log: Log | None = None, seed: int = 0, nearest: bool = True) -> list[TaskTable]:
+              log: Log | None = None, seed: int = 0, nearest: bool = True, adapt: Adaptation | None = None,
+              baselines: MoreBaselines | None = None) -> list[TaskTable]:
     """Degrade the test slices ``ref`` for each task, run classical methods (tuned on ``val``) and medscore.
 
     With ``out_dir``, NIfTI stacks (reference, input, medscore) and a PNG panel per task are written.
     ``nearest`` adds the nearest-training-slice honesty check (embedded data only: same slice size).
     ``denoise_methods``: the medscore methods run on tasks that offer several (denoising: tweedie, sampler).
+    ``adapt``: also run medscore with test-time adaptation (``medscore <preset> + adapt``) on the tasks that have
+    a forward operator. ``baselines(spec, val)``: more classical methods (e.g. BART's), tuned on ``val``.
     """
     log = log or (lambda _m: None)
     torch.manual_seed(seed)
@@ -135,23 +140,35 @@ def run_tasks(tasks: list[str], ref: torch.Tensor, val: torch.Tensor, presets: l
         task = get_task(spec.kind)
         fastmri, prior = task.report_fastmri, priors[task.complex_data]
         log(f"{spec.label}: tuning classical methods on the validation slices")
-        for mname, fn in classical_methods(spec, degrade(spec, val, seed=seed + 1000), train_slices).items():
+        val_prob = degrade(spec, val, seed=seed + 1000)
+        methods = classical_methods(spec, val_prob, train_slices)
+        methods.update(baselines(spec, val_prob) if baselines is not None else {})
+        for mname, fn in methods.items():
             table.results[mname] = run_method(fn, prob, fastmri)
             log(f"  {mname}: {table.results[mname].psnr.mean():.2f} dB")
-        for preset in presets:
-            for dm in _solver_methods(task, denoise_methods):
-                if dm in task.preset_free_methods and preset != presets[0]:
-                    continue  # e.g. tweedie: one NFE, independent of the preset
-                label = f"medscore {dm if dm in task.preset_free_methods else preset}"
-                opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
-                table.results[label] = run_method(medscore_method(spec, prior.model, opts, denoise_method=dm), prob,
-                                                  fastmri)
-                r = table.results[label]
-                log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
+        for label, fn in _medscore_methods(spec, prior.model, presets, denoise_methods, samples, seed, adapt):
+            r = table.results[label] = run_method(fn, prob, fastmri)
+            log(f"  {label}: {r.psnr.mean():.2f} dB, {r.nfe} NFE, {r.seconds_per_slice:.1f} s/slice")
         if out_dir is not None:
             _write_task_outputs(out_dir, table, prob, affine if affine is not None else np.eye(4))
         tables.append(table)
     return tables
+
+
+def _medscore_methods(spec: TaskSpec, model, presets: list[str], denoise_methods: tuple[str, ...],
+                      samples: int | None, seed: int, adapt: Adaptation | None) -> Iterator[tuple[str, Method]]:
+    """(label, method) of every medscore run of a task: each preset and solver method, and with ``adapt`` each
+    preset again with a fresh adaptation of the prior to this task's slices."""
+    task = get_task(spec.kind)
+    for preset in presets:
+        opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
+        for dm in _solver_methods(task, denoise_methods):
+            if dm in task.preset_free_methods and preset != presets[0]:
+                continue  # e.g. tweedie: one NFE, independent of the preset
+            yield f"medscore {dm if dm in task.preset_free_methods else preset}", medscore_method(
+                spec, model, opts, denoise_method=dm)
+        if adapt is not None and task.adaptable:
+            yield f"medscore {preset} + adapt", medscore_method(spec, AdaptedPrior(model, adapt), opts)
 
 
 def _solver_methods(task: Task, wanted: tuple[str, ...]) -> list[str]:
@@ -196,6 +213,7 @@ def results_json(tables: list[TaskTable]) -> dict:
         out[t.task] = {"label": t.label, "best_classical": t.best_classical(), "methods": {
             k: {"psnr": [float(v) for v in r.psnr], "ssim": [float(v) for v in r.ssim],
                 "nmse": [float(v) for v in r.nmse],
+                **({"hfen": [float(v) for v in r.hfen]} if r.hfen is not None else {}),
                 "seconds_per_slice": r.seconds_per_slice, "nfe": r.nfe,
                 **({"fastmri_volume": r.fastmri} if r.fastmri else {})} for k, r in t.results.items()}}
     return out

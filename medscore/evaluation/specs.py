@@ -55,8 +55,9 @@ def degrade(spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
 
 @dataclass
 class MethodResult:
-    """Per-slice metrics, seconds per slice and NFE of one method on one task; ``fastmri``: the fastMRI-convention
-    metrics of the stack of slices as one volume (``psnr``, ``ssim``, ``nmse``), when they were asked for."""
+    """Per-slice metrics (PSNR, SSIM, NMSE, HFEN), seconds per slice and NFE of one method on one task; ``fastmri``:
+    the fastMRI-convention metrics of the stack of slices as one volume (``psnr``, ``ssim``, ``nmse``), when they
+    were asked for."""
 
     psnr: np.ndarray
     ssim: np.ndarray
@@ -65,6 +66,7 @@ class MethodResult:
     nfe: int = 0
     estimate: Tensor | None = field(default=None, repr=False)
     fastmri: dict[str, float] | None = None
+    hfen: np.ndarray | None = None
 
 
 def run_method(fn: Method, prob: Problem, fastmri: bool = False) -> MethodResult:
@@ -76,7 +78,7 @@ def run_method(fn: Method, prob: Problem, fastmri: bool = False) -> MethodResult
     ref, e = prob.ref[:, 0].numpy(), est[:, 0].float().cpu().numpy()
     volume = {k: f(ref, e) for k, f in M.FASTMRI_METRICS.items()} if fastmri else None
     return MethodResult(np.atleast_1d(M.psnr(ref, e)), np.atleast_1d(M.ssim(ref, e)), np.atleast_1d(M.nmse(ref, e)),
-                        secs, nfe, est, volume)
+                        secs, nfe, est, volume, np.atleast_1d(M.hfen(ref, e)))
 
 
 def classical_methods(spec: TaskSpec, val: Problem, train_slices: Tensor | None) -> dict[str, Method]:

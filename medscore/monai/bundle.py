@@ -22,7 +22,7 @@ import torch
 from monai.data import MetaTensor
 
 from .. import __version__
-from ..priors.checkpoint import META, load_model, read_weights, trained_with_flips
+from ..priors.checkpoint import META, attach_adaptation, load_model, read_weights, trained_with_flips
 from ..priors.checks import check_meta, check_presets, read_description
 from ..config import ModelConfig, config_from_dict
 from ..errors import CheckpointError, InputError
@@ -75,6 +75,7 @@ def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
         presets = check_presets(meta.get("presets"), path.parent / META)
         if presets is not None:
             network.presets = presets  # type: ignore[assignment]
+        attach_adaptation(network, meta.get("adaptation"), path.parent / META)
         network.flip_invariant = trained_with_flips(meta)  # type: ignore[assignment]
     return inference_layout(network.eval())
 
@@ -94,12 +95,15 @@ def load_split_weights(network: torch.nn.Module, models_dir: str | Path) -> torc
     for member in _MEMBERS:
         load_weights(getattr(network, member), Path(models_dir) / member / "model.safetensors")
     network.flip_invariant = all(getattr(getattr(network, m), "flip_invariant", True) for m in _MEMBERS)
-    presets = getattr(network.fine, "presets", None)
+    presets, adaptation = getattr(network.fine, "presets", None), getattr(network.fine, "adaptation", None)
     split = Path(models_dir) / META
     if split.is_file():
-        presets = check_presets(read_description(split).get("presets"), split) or presets
+        meta = read_description(split)
+        presets = check_presets(meta.get("presets"), split) or presets
+        adaptation = meta.get("adaptation", adaptation)
     if presets is not None:
         network.presets = presets
+    attach_adaptation(network, adaptation, split)
     return network.eval()
 
 
@@ -145,7 +149,7 @@ def inference_config(info: dict[str, Any], task: str = "mri", orientation: str |
         "output_postfix": "medscore", "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
         "task": task, "mask_file": None, "mask_pattern": "random", "accel": 4.0, "center": 0.08, "mask_seed": 0,
         "noise_std": None, "method": "tweedie", "preset": "default", "num_levels": None, "samples": None, "seed": 0,
-        "batch_size": 4, "spatial_axis": 2,
+        "batch_size": 4, "spatial_axis": 2, "adapt": False,
         **_network_entries(info),
         "preprocessing": {"_target_": "medscore.transforms.inference_transforms", "percentiles": [lo, hi],
                           "orientation": orientation},
@@ -156,7 +160,7 @@ def inference_config(info: dict[str, Any], task: str = "mri", orientation: str |
         "inferer": {"_target_": "medscore.monai.inferer.ScoreInferer", "task": "@task", "mask": "@mask_file",
                     "opts": "@sampler_options", "noise_std": "@noise_std", "method": "@method",
                     "batch_size": "@batch_size", "spatial_axis": "@spatial_axis", "mask_pattern": "@mask_pattern",
-                    "accel": "@accel", "center": "@center", "mask_seed": "@mask_seed"},
+                    "accel": "@accel", "center": "@center", "mask_seed": "@mask_seed", "adapt": "@adapt"},
         "postprocessing": {"_target_": "Compose", "transforms": [
             {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
              "nearest_interp": False},

@@ -56,7 +56,7 @@ class ScoreInferer(Inferer):
         self.noise_std, self.method, self.batch_size, self.spatial_axis = noise_std, method, batch_size, spatial_axis
         self.mask_spec = (mask_pattern, accel, center, mask_seed)
         self.solver_task.check_inputs(self.task_inputs())
-        self.adapt = Adaptation.of(adapt)
+        self.adapt, self._asked = Adaptation.of(adapt), adapt
         if self.adapt is not None and not self.solver_task.adaptable:
             raise InputError(f"adapt needs a forward operator: {self.solver_task.label} has none")
 
@@ -91,7 +91,7 @@ class ScoreInferer(Inferer):
         slices = stack[:, 0].detach().cpu().float().numpy()
         n, shape = len(slices), slices.shape[1:]
         prepared = self.solver_task.prepare_stack(ImageStack(slices), stack.device, self.opts, self.task_inputs())
-        net = network if self.adapt is None else AdaptedPrior(network, self.adapt)  # one adapted copy per volume
+        net = network if self.adapt is None else AdaptedPrior(network, Adaptation.of(self._asked, network))  # per volume
         bs = resolve_batch_size(self.batch_size, n, shape, stack.device, network_width(network), prepared.chains)
         res = stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(self.opts, sl), cb), bs,
                      progress)

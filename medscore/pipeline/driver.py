@@ -93,7 +93,7 @@ def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = Non
     task = get_task(task) if isinstance(task, str) else task
     inputs = inputs if inputs is not None else task.inputs_type()
     task.check_inputs(inputs)
-    adapt = check_adaptation(task, adapt, save_adapted)
+    asked, adapt = adapt, check_adaptation(task, adapt, save_adapted)
     opts = opts or SamplerOptions()
     with source.open(), open_inputs(inputs, source) as (opened, files):
         plan = source.output_plan(out, task, files)
@@ -101,7 +101,7 @@ def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = Non
         prior = load_prior(model, dev, complex_data=source.complex_data)
         _check_memory(task, source, prior, opts, dev, getattr(inputs, "method", None))
         prepared = task.prepare_stack(source.stack(prior, opened), dev, opts, opened)
-        net = AdaptedPrior(prior.model, adapt) if adapt is not None else prior.model
+        net = AdaptedPrior(prior.model, Adaptation.of(asked, prior.model)) if adapt is not None else prior.model
         res = _stream(prepared, source, prior, net, opts, batch_size, dev, progress)
         report = RunReport(task.name, nfe=res.nfe, seconds=res.seconds, slices=len(res.mean))
         info = {"prior": prior, "opts": opts, "device": dev, "raw": inputs,

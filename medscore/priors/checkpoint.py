@@ -24,12 +24,12 @@ from torch import nn
 from ..config import TrainConfig, config_to_dict
 from ..errors import CheckpointError
 from ..io.atomic import atomic_path
-from .checks import check_meta, check_presets, read_description
+from .checks import check_adaptation, check_meta, check_presets, read_description
 from ..nets import ScoreNetwork, build_model
 from ..nets.accelerate import inference_layout
 
 __all__ = ["LoadedModel", "save_model", "load_model", "save_resume", "load_resume", "resolve_model_path", "sha256",
-           "attach_presets", "read_weights", "verify_weights", "trained_with_flips"]
+           "attach_presets", "attach_adaptation", "read_weights", "verify_weights", "trained_with_flips"]
 
 FORMAT = "medscore-score-model"
 WEIGHTS, RAW_WEIGHTS, META, RESUME = "model.safetensors", "model_raw.safetensors", "model.json", "resume.pt"
@@ -145,6 +145,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
         raise _unloadable(weights, exc) from None
     if presets is not None:
         model.presets = presets  # type: ignore[assignment]
+    attach_adaptation(model, meta.get("adaptation"), meta_path)
     model.flip_invariant = trained_with_flips(meta)  # type: ignore[assignment]
     return LoadedModel(inference_layout(model.to(device).eval()), meta, weights)
 
@@ -182,6 +183,13 @@ def attach_presets(model: nn.Module, table: Any, where: Path) -> None:
     (:func:`~medscore.priors.checks.check_presets`)."""
     if check_presets(table, where) is not None:
         model.presets = table  # type: ignore[assignment]
+
+
+def attach_adaptation(model: nn.Module, table: Any, where: Path) -> None:
+    """The model's tuned test-time adaptation settings (``adaptation`` of its ``model.json``), checked, travel on
+    the module as ``.adaptation``, where ``Adaptation.of(True, model)`` finds them."""
+    if check_adaptation(table, where) is not None:
+        model.adaptation = table  # type: ignore[assignment]
 
 
 def trained_with_flips(meta: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ from ..checks import MAX_LEVELS, MAX_PARAMETERS, MIN_SLICE, check_int, check_pos
 from ..config import ModelConfig, config_from_dict
 from ..errors import CheckpointError, ConfigError, InputError
 
-__all__ = ["read_description", "check_meta", "check_presets", "estimate_parameters", "MAX_DESCRIPTION_BYTES",
+__all__ = ["read_description", "check_meta", "check_presets", "check_adaptation", "ADAPTATION_FIELDS", "estimate_parameters", "MAX_DESCRIPTION_BYTES",
            "MAX_NESTING", "MAX_SAMPLES", "MAX_STEPS"]
 
 MAX_DESCRIPTION_BYTES = 1 << 20  # largest model.json read (the bundled ones are below 16 KiB)
@@ -226,6 +226,33 @@ def _check_samplers(table: dict[str, Any], where: str) -> None:
                 except (TypeError, ValueError) as exc:
                     raise CheckpointError(f"{where}: {label}: {str(exc).splitlines()[0]}") from None
                 run, label = run.first_pass(), label + ".prepass"
+
+
+#: the fields of a ``model.json`` ``adaptation`` entry (``medscore.solvers.adapt.Adaptation``) and their types
+ADAPTATION_FIELDS: dict[str, tuple[type, ...]] = {"lr": (int, float), "steps": (int,), "anchor": (int, float),
+                                                  "min_sigma": (int, float), "parameters": (str,),
+                                                  "renoise": (bool,), "seed": (int,)}
+
+
+def check_adaptation(table: Any, where: str | Any) -> dict[str, Any] | None:
+    """A ``model.json`` ``adaptation`` entry (the model's tuned test-time adaptation settings; None: none), checked
+    as data: known fields of the right types, finite non-negative numbers. The solver checks the values' ranges
+    when it builds the settings. Returns the entry; CheckpointError naming the field."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise CheckpointError(f"{where}: 'adaptation' must be an object, got {type(table).__name__}")
+    for key, value in table.items():
+        kinds = ADAPTATION_FIELDS.get(key)
+        if kinds is None:
+            raise CheckpointError(f"{where}: adaptation.{key} is not a setting; known: {', '.join(ADAPTATION_FIELDS)}")
+        numeric = bool not in kinds and isinstance(value, bool)
+        if numeric or not isinstance(value, kinds) or (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                    math.isfinite(value) and value >= 0)):
+            raise CheckpointError(f"{where}: adaptation.{key} must be a finite, non-negative "
+                                  f"{kinds[-1].__name__}, got {value!r}")
+    return table
 
 
 def check_presets(table: Any, where: str | Any) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import META, LoadedModel, attach_presets
+from .checkpoint import META, LoadedModel, attach_adaptation, attach_presets
 from .checks import read_description
 from ..errors import CheckpointError
 
@@ -101,6 +101,7 @@ def load_level_split(path: str | Path, device: str | torch.device,
     model = combine(coarse, fine, float(meta["switch_sigma"]), meta_path)
     if meta.get("presets") is not None:
         attach_presets(model, meta["presets"], meta_path)
+    attach_adaptation(model, meta.get("adaptation", getattr(fine.model, "adaptation", None)), meta_path)
     info = {**fine.meta, "name": meta.get("name", meta_path.parent.name), "card": meta.get("card", {}),
             "level_split": {k: meta[k] for k in ("coarse", "fine", "switch_sigma")},
             "presets": getattr(model, "presets", None)}

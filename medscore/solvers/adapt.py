@@ -63,10 +63,17 @@ class Adaptation:
         return asdict(self)
 
     @classmethod
-    def of(cls, adapt: Adaptation | bool | None) -> Adaptation | None:
-        """The settings a caller's ``adapt=`` names: ``True`` the defaults, ``False`` / None none, or as given."""
+    def tuned_for(cls, model: Any = None) -> Adaptation:
+        """The model's own tuned settings (``adaptation`` of its ``model.json``, on the module as ``.adaptation``)
+        over the defaults."""
+        return cls(**(getattr(model, "adaptation", None) or {}))
+
+    @classmethod
+    def of(cls, adapt: Adaptation | bool | None, model: Any = None) -> Adaptation | None:
+        """The settings a caller's ``adapt=`` names: ``True`` the model's tuned settings (the defaults without a
+        model or a tuned entry), ``False`` / None none, or as given."""
         if adapt is True:
-            return cls()
+            return cls.tuned_for(model)
         if adapt is False or adapt is None or isinstance(adapt, cls):
             return adapt or None
         raise InputError(f"adapt must be True, False or an Adaptation, got {type(adapt).__name__}")

@@ -7,6 +7,7 @@ line). ``None`` means the embedded MNI152 brain (with tissue maps for contrast r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,9 @@ from ..io.embedded import load_embedded, training_blocks
 from ..io.readers import LoadScand
 from ..errors import InputError
 from ..transforms import RandTissueContrastd, extract_slices, inference_transforms
+from ..transforms.augment import RandPixelSized, RandRicianSNRd, oblique_copies
 
-__all__ = ["find_scans", "load_transforms", "load_volumes", "training_slices", "train_transforms"]
+__all__ = ["find_scans", "load_transforms", "load_volumes", "training_slices", "extra_slices", "train_transforms"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -110,16 +112,20 @@ def load_volumes(cfg: DataConfig) -> list[np.ndarray]:
     return vols
 
 
+_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
 def training_slices(cfg: DataConfig) -> list[np.ndarray]:
     """All 2D training images (C, H, W): channels (T1, GM, WM) for embedded data, one channel otherwise."""
     slices: list[np.ndarray] = []
     if cfg.path is None:
         vol, _ = load_embedded()
-        axes = {"sagittal": 0, "coronal": 1, "axial": 2}
-        wanted = {axes[p] for p in cfg.planes}
+        wanted = {_AXES[p] for p in cfg.planes}
         for block, allowed in training_blocks(vol):
             for axis in sorted(wanted & set(allowed)):
                 slices += extract_slices(block, axis, cfg.foreground_threshold, cfg.min_foreground_fraction)
+        if cfg.extra is not None:
+            slices += extra_slices(cfg)
     else:
         for vol in load_volumes(cfg):
             axis = cfg.axis if vol.shape[-1] > 1 else 2
@@ -127,6 +133,24 @@ def training_slices(cfg: DataConfig) -> list[np.ndarray]:
     if not slices:
         raise InputError("no slice passes the foreground threshold: check the data or lower min_foreground_fraction")
     return slices
+
+
+def extra_slices(cfg: DataConfig) -> list[np.ndarray]:
+    """Slices (1, H, W) of ``cfg.extra``'s scans in every plane of ``cfg.planes``, with ``cfg.oblique``
+    turned copies of each scan (seeded by the scan's position in the list)."""
+    out: list[np.ndarray] = []
+    for i, vol in enumerate(load_volumes(dataclasses.replace(cfg, path=cfg.extra))):
+        for v in [vol, *oblique_copies(vol, cfg.oblique, cfg.oblique_deg, seed=i)]:
+            for plane in cfg.planes:
+                out += extract_slices(v, _AXES[plane], cfg.foreground_threshold, cfg.min_foreground_fraction)
+    return out
+
+
+def _real_scan_ops(cfg: DataConfig, keys: list[str]) -> tuple[list, list]:
+    """(before cropping, after the final size): pixel size on the whole slice, noise on the final grid."""
+    first = [RandPixelSized(keys, prob=cfg.pixel_prob, mm=cfg.pixel_mm)] if cfg.pixel_mm else []
+    last = [RandRicianSNRd(keys, prob=cfg.noise_prob, snr=cfg.snr)] if cfg.snr else []
+    return first, last
 
 
 def train_transforms(cfg: DataConfig) -> Compose:
@@ -140,6 +164,8 @@ def train_transforms(cfg: DataConfig) -> Compose:
     else:
         ops = [_SquarePadd()]
         final = [Resized(k, (s, s), mode="area")]
+    first, last = _real_scan_ops(cfg, k) if cfg.augment else ([], [])
+    ops = first + ops
     if cfg.augment:
         zmin, zmax = cfg.zoom
         ops += [
@@ -153,7 +179,7 @@ def train_transforms(cfg: DataConfig) -> Compose:
         ]
     else:
         ops.append(RandTissueContrastd(k, prob=0.0))
-    ops += final + [EnsureTyped(k, data_type="tensor", dtype=np.float32, track_meta=False)]
+    ops += final + last + [EnsureTyped(k, data_type="tensor", dtype=np.float32, track_meta=False)]
     return Compose(ops)
 
 

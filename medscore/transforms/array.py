@@ -80,7 +80,8 @@ class RandTissueContrast(RandomizableTransform):
     CSF/other brain tissue is ``brain - GM - WM`` with the brain mask from the T1 channel. With
     probability ``prob`` the output is ``c_gm GM + c_wm WM + c_csf CSF`` with random intensities in
     ``[low, 1]`` (T1-, T2- and PD-like orderings all occur); otherwise the T1 channel is kept.
-    The result is rescaled so its 99.5th percentile is 1.
+    The result is rescaled so its 99.5th percentile is 1. A one-channel image (a scan without tissue maps)
+    is returned as it is.
     """
 
     def __init__(self, prob: float = 0.5, low: float = 0.05, brain_threshold: float = 0.05) -> None:
@@ -93,6 +94,8 @@ class RandTissueContrast(RandomizableTransform):
         self._c = self.R.uniform(self.low, 1.0, size=3)
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        if img.shape[0] == 1:
+            return img
         if img.shape[0] != 3:
             raise ValueError(f"RandTissueContrast expects channels (T1, GM, WM), got {img.shape[0]} channels")
         if randomize:
