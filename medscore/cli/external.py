@@ -1,4 +1,4 @@
-"""``medscore benchmark-external``: medscore against classical methods on real scans it was never trained or tuned on."""
+"""``medscore benchmark-external``: medscore against classical methods on real scans it never trained or tuned on."""
 
 from __future__ import annotations
 

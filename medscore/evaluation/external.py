@@ -130,7 +130,8 @@ def bart_methods(spec: TaskSpec, val: Problem) -> dict[str, Method]:
     methods: dict[str, Method] = {}
     val_maps = _bart_maps(val)
     for reg in ("l1-wavelet", "tv"):
-        scores = {lam: float(np.mean(M.psnr(val.ref[:, 0].numpy(), _bart_slices(val, lam, reg, val_maps)[:, 0].numpy())))
+        ref = val.ref[:, 0].numpy()
+        scores = {lam: float(np.mean(M.psnr(ref, _bart_slices(val, lam, reg, val_maps)[:, 0].numpy())))
                   for lam in (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)}
         lam = max(scores, key=scores.get)  # type: ignore[arg-type]
         methods[f"BART pics {reg} (lam {lam:g})"] = lambda p, lam=lam, reg=reg: (
@@ -195,7 +196,8 @@ def write_external(tables: list[TaskTable], path: Path, command: str, machine: s
              "HFEN: high-frequency error norm (LoG 15 x 15, sigma 1.5), lower is better.", "", "## Summary", "",
              *summary_lines(tables), ""]
     for t in tables:
-        lines += [f"### {t.label}", "", "| method | PSNR dB | SSIM | HFEN | s/slice | NFE |", "|---|---|---|---|---|---|"]
+        lines += [f"### {t.label}", "", "| method | PSNR dB | SSIM | HFEN | s/slice | NFE |",
+                  "|---|---|---|---|---|---|"]
         lines += [_row(k + (" (best classical)" if k == t.best_classical() else ""), r) for k, r in t.results.items()]
         lines.append("")
     with atomic_path(path) as tmp:

@@ -91,7 +91,8 @@ class ScoreInferer(Inferer):
         slices = stack[:, 0].detach().cpu().float().numpy()
         n, shape = len(slices), slices.shape[1:]
         prepared = self.solver_task.prepare_stack(ImageStack(slices), stack.device, self.opts, self.task_inputs())
-        net = network if self.adapt is None else AdaptedPrior(network, Adaptation.of(self._asked, network))  # per volume
+        # one adapted copy per volume, with the network's own tuned settings when adapt=True
+        net = network if self.adapt is None else AdaptedPrior(network, Adaptation.of(self._asked, network))
         bs = resolve_batch_size(self.batch_size, n, shape, stack.device, network_width(network), prepared.chains)
         res = stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(self.opts, sl), cb), bs,
                      progress)

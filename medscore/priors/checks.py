@@ -24,7 +24,8 @@ from ..checks import MAX_LEVELS, MAX_PARAMETERS, MIN_SLICE, check_int, check_pos
 from ..config import ModelConfig, config_from_dict
 from ..errors import CheckpointError, ConfigError, InputError
 
-__all__ = ["read_description", "check_meta", "check_presets", "check_adaptation", "ADAPTATION_FIELDS", "estimate_parameters", "MAX_DESCRIPTION_BYTES",
+__all__ = ["read_description", "check_meta", "check_presets", "check_adaptation", "ADAPTATION_FIELDS",
+           "estimate_parameters", "MAX_DESCRIPTION_BYTES",
            "MAX_NESTING", "MAX_SAMPLES", "MAX_STEPS"]
 
 MAX_DESCRIPTION_BYTES = 1 << 20  # largest model.json read (the bundled ones are below 16 KiB)
