@@ -187,8 +187,10 @@ def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | 
 
 
 def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
-            samples: int | None = None, seed: int = 0, device: str = "cpu", **overrides) -> Estimate:
-    """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None."""
+            samples: int | None = None, seed: int = 0, device: str = "cpu", adapt: AdaptArg = False,
+            **overrides) -> Estimate:
+    """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None. ``adapt``: the prior
+    adapted to these images by SURE first (no operator to fit)."""
     from .physics import estimate_noise_std
     from .checks import check_choice, check_image_array, check_positive
 
@@ -201,7 +203,8 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
     _check_fits(prior, dev, opts, "denoise", image, method=method)
     x, single = _batch(image, dev)
     sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())
-    return _estimate(task.solve(prior.model, x.float(), sigma, opts, method=method), single)
+    net = _network(prior, adapt)
+    return _estimate(task.solve(net, x.float(), sigma, opts, method=method), single, net=net)
 
 
 def sample(n: int = 16, size: int | tuple[int, int] = 64, *, model=None, preset: str = "default", seed: int = 0,

@@ -109,10 +109,19 @@ def test_the_anchor_keeps_the_parameters_near_the_pretrained_ones():
     assert moved[100.0] < 0.5 * moved[0.0]
 
 
-def test_denoising_has_no_operator_to_adapt_to():
+@pytest.mark.parametrize("method", ["tweedie", "sampler"])
+def test_denoising_adapts_by_sure_toward_the_truth(method):
+    """No operator: Stein's unbiased risk estimate of the denoiser's error is what adapts the wrong mean."""
+    truth = _truth()
+    noisy = truth + 0.2 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(3))
     base = ScalarMeanGaussian(WRONG_MEAN, SPREAD)
-    with pytest.raises(InputError, match="forward operator"):
-        tasks.denoise(_adapted(base), _truth(), 0.1, OPTS, method="sampler")
+    plain = tasks.denoise(base, noisy, 0.2, OPTS, method=method).mean
+    adapted = AdaptedPrior(base, Adaptation(denoise_lr=0.1, parameters="all", anchor=0.0, denoise_steps=30))
+    est = tasks.denoise(adapted, noisy, 0.2, OPTS, method=method).mean
+    assert abs(float(adapted.net.mu.detach()) - TRUE_MEAN) < 0.25 * abs(WRONG_MEAN - TRUE_MEAN)
+    everywhere = torch.ones_like(truth)
+    assert _rmse(est, truth, everywhere) < 0.8 * _rmse(plain, truth, everywhere)
+    assert adapted.backward_passes == 60 and base.mu.item() == torch.tensor(WRONG_MEAN).item()  # base untouched
 
 
 def test_settings_are_checked():

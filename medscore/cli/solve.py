@@ -103,7 +103,8 @@ def denoise_command(
                                              "sampler (posterior samples from the preset's sampler, started at the "
                                              "noise level; 'langevin' is its old name)")] = "tweedie",
     model: ModelOpt = None, out: OutOpt = None, axis: AxisOpt = 2, batch_size: BatchOpt = "auto",
-    device: DeviceOpt = "auto", series: SeriesOpt = None, *, opts: Any = None,
+    device: DeviceOpt = "auto", series: SeriesOpt = None, adapt: AdaptOpt = False,
+    save_adapted: SaveAdaptedOpt = None, *, opts: Any = None,
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
@@ -120,7 +121,7 @@ def denoise_command(
         _solve("denoise", scan, out, axis, batch_size, lambda progress: denoise_file(
             scan, noise_std=noise_std, add_noise=add_noise, noise_seed=opts.seed, method=method, model=model,
             out=out, opts=opts, axis=axis, batch_size=batch_size, device=device, progress=progress,
-            series_uid=series))
+            series_uid=series, adapt=adapt, save_adapted=save_adapted))
 
 
 @solver_command(without=("samples", "sigma_start"))

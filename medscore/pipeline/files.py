@@ -63,13 +63,16 @@ def inpaint_file(scan: str | Path, mask: ArrayOrPath | None = None, *, missing: 
 def denoise_file(scan: str | Path, *, noise_std: float | None = None, add_noise: float | None = None,
                  noise_seed: int = 0, method: str = "tweedie", model: Any = None, out: str | Path | None = None,
                  opts: SamplerOptions | None = None, axis: int = 2, batch_size: BatchSize = 4, device: str = "auto",
-                 progress: Progress | None = None, series_uid: str | None = None) -> RunReport:
+                 progress: Progress | None = None, series_uid: str | None = None, adapt: Adaptation | None = None,
+                 save_adapted: str | Path | None = None) -> RunReport:
     """Denoise a scan. ``add_noise`` simulates Gaussian noise of that std (on the [0, 1] scale: a fraction of the
     scan's 99.5th-percentile intensity) and scores against the clean input; otherwise the scan is the noisy
-    input, ``noise_std`` is given on the same scale or estimated (scikit-image ``estimate_sigma``)."""
+    input, ``noise_std`` is given on the same scale or estimated (scikit-image ``estimate_sigma``). ``adapt``:
+    the prior adapted to the scan by SURE (no operator to fit; ``AdaptedPrior.fit_sure``)."""
     inputs = DenoiseInputs(noise_std=noise_std, add_noise=add_noise, noise_seed=noise_seed, method=method)
     return solve_scan("denoise", ScanSource(scan, axis, series_uid), inputs, model=model, out=out, opts=opts,
-                      batch_size=batch_size, device=device, progress=progress)
+                      batch_size=batch_size, device=device, progress=progress, adapt=adapt,
+                      save_adapted=save_adapted)
 
 
 def reconstruct_kspace_file(kspace: str | Path, mask: ArrayOrPath | None = None, *, model: Any = None,

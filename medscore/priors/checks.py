@@ -232,7 +232,8 @@ def _check_samplers(table: dict[str, Any], where: str) -> None:
 #: the fields of a ``model.json`` ``adaptation`` entry (``medscore.solvers.adapt.Adaptation``) and their types
 ADAPTATION_FIELDS: dict[str, tuple[type, ...]] = {"lr": (int, float), "steps": (int,), "anchor": (int, float),
                                                   "min_sigma": (int, float), "parameters": (str,),
-                                                  "renoise": (bool,), "seed": (int,)}
+                                                  "renoise": (bool,), "seed": (int,), "denoise_steps": (int,),
+                                                  "denoise_lr": (int, float)}
 
 
 def check_adaptation(table: Any, where: str | Any) -> dict[str, Any] | None:

@@ -41,7 +41,9 @@ class Adaptation:
     """Settings of test-time adaptation. ``lr``: Adam's step size; ``steps``: gradient steps per adapted level;
     ``anchor``: weight of the penalty that keeps the parameters near the pretrained ones; ``min_sigma``: levels
     below this noise level use the adapted prior without adapting further (0: adapt at every level);
-    ``parameters``: which parameters adapt (:data:`PARAMETER_SETS`)."""
+    ``parameters``: which parameters adapt (:data:`PARAMETER_SETS`); ``denoise_steps`` / ``denoise_lr``: the Adam steps
+    of the SURE loss on each batch of a denoising task and their step size (:meth:`AdaptedPrior.fit_sure`; 40 at
+    1e-2 chosen on the external validation slices: +0.2 to +0.9 dB over the unadapted Tweedie estimate)."""
 
     lr: float = 3e-2
     steps: int = 1
@@ -50,10 +52,14 @@ class Adaptation:
     parameters: str = "norm-bias"
     renoise: bool = True
     seed: int = 0
+    denoise_steps: int = 40
+    denoise_lr: float = 1e-2
 
     def __post_init__(self) -> None:
         check_positive("adapt lr", self.lr)
         check_int("adapt steps", self.steps, 1, 100)
+        check_int("adapt denoise_steps", self.denoise_steps, 1, 200)
+        check_positive("adapt denoise_lr", self.denoise_lr)
         check_positive("adapt anchor", self.anchor, allow_zero=True)
         check_positive("adapt min_sigma", self.min_sigma, allow_zero=True)
         if self.parameters not in PARAMETER_SETS:
@@ -154,6 +160,33 @@ class AdaptedPrior(nn.Module):
                 callback(i, total, x)
 
         return after
+
+    def fit_sure(self, y: Tensor, noise_std: float) -> None:
+        """Denoising has no operator to fit; Stein's unbiased risk estimate of the Tweedie denoiser
+        ``D(y) = y + s^2 score(y, s)`` stands in for the error it cannot see (Ramani et al., IEEE TIP 2008):
+
+            SURE = ||D(y) - y||^2 / n - s^2 + 2 s^2 div D(y) / n,    div D(y) ~ b . (D(y + eps b) - D(y)) / eps
+
+        with one Gaussian probe ``b`` per step from the adaptation's generator. ``denoise_steps`` Adam steps on
+        ``SURE / s^2 + anchor * penalty`` at ``denoise_lr``; each costs two forward and two backward passes."""
+        s = torch.full((y.shape[0],), float(noise_std), device=y.device, dtype=y.dtype)
+        eps = 1e-3 * max(float(y.abs().max()), 1e-6)
+        n = y[0].numel()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.denoise_lr
+        for _ in range(self.settings.denoise_steps):
+            b = torch.randn(y.shape, generator=self.generator, dtype=y.dtype).to(y.device)
+            with torch.enable_grad():
+                d = y + noise_std**2 * self.net(y, s)
+                d_probe = y + eps * b + noise_std**2 * self.net(y + eps * b, s)
+                div = (b * (d_probe - d)).flatten(1).sum(1) / eps
+                sure = ((d - y) ** 2).flatten(1).sum(1) / n - noise_std**2 + 2 * noise_std**2 * div / n
+                loss = sure.mean() / noise_std**2 + self.settings.anchor * self.penalty()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+            self.forward_passes += 2
+            self.backward_passes += 2
 
     def _renoised(self, x: Tensor, sigma: float) -> Tensor:
         """``x`` plus fresh noise of std ``sigma`` from the adaptation's own generator (``x`` without renoise)."""

@@ -60,7 +60,7 @@ class DenoiseTask(Task):
     methods = DENOISE_METHODS
     preset_free_methods = ("tweedie",)
     tune_override = False
-    adaptable = False  # no forward operator: the adaptation loss would fit the noise
+    adaptable = True  # no forward operator: adaptation minimises SURE instead (AdaptedPrior.fit_sure)
     inputs_type = DenoiseInputs
 
     def operator(self, noise_std: float) -> Denoising:
@@ -94,8 +94,9 @@ class DenoiseTask(Task):
             raise ValueError(f"noise_std must be > 0, got {noise_std}")
         if method not in self.methods:
             raise ValueError(f"unknown denoising method {method!r}; choose from {', '.join(self.methods)}")
-        if isinstance(model, AdaptedPrior):
-            raise InputError("test-time adaptation needs a forward operator (MRI, inpainting); denoising has none")
+        if isinstance(model, AdaptedPrior):  # fitted by SURE on this batch first; the method runs with its network
+            model.fit_sure(image, noise_std)
+            model = model.net
         if method == "tweedie":
             return tweedie_denoise(model, image, noise_std, flip_average, transpose, opts.precision)
         start = self.start_level(model, noise_std)
