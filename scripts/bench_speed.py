@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from medscore.evaluation.benchmark import machine, speed_table
+from medscore.evaluation.benchmark import speed_table
+from medscore.evaluation.report import machine
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -160,7 +160,7 @@ from medscore.cli.main import app
 from medscore.io.pictures import save_panel
 from medscore.io.scans import load_scan, save_like
 from medscore.pipeline.fastmri import save_complex, save_reconstruction_h5, save_sidecar
-from medscore.evaluation.benchmark import write_markdown
+from medscore.evaluation.report import write_markdown
 
 torch.set_num_threads(1)
 root, out = Path(sys.argv[1]), Path(sys.argv[2])

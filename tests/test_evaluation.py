@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medscore.evaluation.benchmark import TaskTable, write_markdown
+from medscore.evaluation.benchmark import TaskTable
+from medscore.evaluation.report import write_markdown
 from medscore.cli.evaluate import _targets
 from medscore.evaluation.specs import TASKS, MethodResult, classical_methods, degrade, run_method
 

@@ -73,8 +73,8 @@ def benchmark_command(
 ) -> None:
     """Every method on the same degraded held-out slab; writes docs/benchmarks.md and figures."""
     with handle_errors():
-        from ..evaluation.benchmark import (embedded_slices, external_slices, machine, run_tasks, speed_table,
-                                            write_json, write_markdown)
+        from ..evaluation.benchmark import embedded_slices, external_slices, run_tasks, speed_table
+        from ..evaluation.report import machine, write_json, write_markdown
 
         names, index, chosen = _check_benchmark(out, tasks, slices, presets, curve, external, model)
         presets = ",".join(chosen)

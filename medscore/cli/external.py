@@ -35,7 +35,8 @@ def external_command(
     """Real scans that are neither training data nor used for tuning (nibabel's EPI, the INIA19 macaque brain):
     1D 4x / 8x, multi-coil Poisson 8x and 1D 8x, inpainting, denoising; PSNR, SSIM and HFEN; writes external.md."""
     with handle_errors():
-        from ..evaluation.benchmark import check_presets, machine, write_json
+        from ..evaluation.benchmark import check_presets
+        from ..evaluation.report import machine, write_json
         from ..evaluation.external import (EXTERNAL_SCANS, EXTERNAL_TASKS, available_scans, run_external,
                                            write_external)
         from ..io.atomic import check_out_folder
