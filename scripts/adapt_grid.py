@@ -1,8 +1,8 @@
 """Test-time adaptation on real external scans: PSNR without and with ``--adapt`` settings, per task and preset.
 
-Scans (none is the training brain): nibabel's example EPI (2 mm), the Colin27 single-subject T1 ``ch2better.nii.gz``
-and the INIA19 macaque T1 brain, both from Debian's ``mricron-data`` (``apt-get install mricron-data``), block-averaged
-from 0.5 mm to 1 mm. Each has validation slices (for choosing settings) and test slices (never used for a choice)::
+Scans: those of the external benchmark (``medscore.evaluation.external.EXTERNAL_SCANS``: nibabel's example EPI and the
+INIA19 macaque T1 brain of Debian's ``mricron-data`` in two planes; Colin27, used until 2026-12-07, is now training
+data). Each has validation slices (for choosing settings) and test slices (never used for a choice)::
 
     python scripts/adapt_grid.py --split val --presets fast,default --settings "1e-2;3e-3;norms:1e-3"
     python scripts/adapt_grid.py --split test --presets fast,default --settings "1e-2"
@@ -14,46 +14,23 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from medscore import metrics as M
 from medscore import tasks
-from medscore.evaluation.benchmark import external_slices
+from medscore.evaluation.external import EXTERNAL_SCANS, load_external
 from medscore.physics import SingleCoilMRI, make_mask
 from medscore.priors import load_prior
 from medscore.solvers import SamplerOptions
 from medscore.solvers.adapt import Adaptation, AdaptedPrior
-from medscore.transforms import RobustScaleIntensity
 
-TEMPLATES = Path("/usr/share/mricron/templates")
-#: scan -> (validation slices, test slices), axial indices at the resolution used
-SPLITS = {"epi": ([7], [10, 13, 16]), "colin27": ([80], [60, 100]), "inia19": ([32], [24, 40])}
-
-
-def _block_mean(vol: np.ndarray, k: int) -> np.ndarray:
-    s = [n // k * k for n in vol.shape]
-    v = vol[: s[0], : s[1], : s[2]]
-    return v.reshape(s[0] // k, k, s[1] // k, k, s[2] // k, k).mean(axis=(1, 3, 5))
 
 
 def scan_slices(name: str, split: str) -> torch.Tensor:
-    """(N, 1, H, W) axial slices of ``name`` on the [0, 1] scale (percentiles 0 and 99.5 of the volume)."""
-    idx = SPLITS[name][0 if split == "val" else 1]
-    if name == "epi":
-        import nibabel
-
-        epi = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
-        test, val, _ = external_slices(epi, SPLITS[name][1], SPLITS[name][0])
-        return val if split == "val" else test
-    import nibabel as nib
-
-    file = {"colin27": "ch2better.nii.gz", "inia19": "inia19-t1-brain.nii.gz"}[name]
-    vol = _block_mean(np.asarray(nib.load(str(TEMPLATES / file)).dataobj, dtype=np.float32), 2)
-    scaled = RobustScaleIntensity(0.0, 99.5)(vol)
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled[..., idx], -1, 0)))[:, None].float()
+    """(N, 1, H, W) slices of the external scan ``name`` (:data:`EXTERNAL_SCANS`) on the [0, 1] scale."""
+    test, val, _ = load_external(EXTERNAL_SCANS[name])
+    return val if split == "val" else test
 
 
 def parse_setting(text: str) -> Adaptation:
@@ -76,14 +53,15 @@ def solve(task: str, model, ref: torch.Tensor, opts: SamplerOptions) -> torch.Te
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
-    ap.add_argument("--scans", default="epi,colin27,inia19")
+    ap.add_argument("--scans", default="epi,inia19,inia19-coronal")
+    ap.add_argument("--model", default=None, help="model folder; default: the bundled prior")
     ap.add_argument("--tasks", default="mri-1d-8x,mri-1d-4x,inpaint-70")
     ap.add_argument("--presets", default="fast")
     ap.add_argument("--settings", default="1e-2", help="';'-separated adaptation settings")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    prior = load_prior(None)
+    prior = load_prior(args.model)
     settings = [s for s in args.settings.split(";") if s]
     print(f"| scan | task | preset | plain | {' | '.join(settings)} |")
     print("|---|---|---|---|" + "---|" * len(settings))

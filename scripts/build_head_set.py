@@ -21,16 +21,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medscore.evaluation.external import block_mean
 from medscore.io.atomic import atomic_path
 
 TEMPLATES = Path("/usr/share/mricron/templates")
-
-
-def block_mean(vol: np.ndarray, k: int) -> np.ndarray:
-    """Mean over k x k x k blocks (the trailing partial blocks are dropped)."""
-    s = [n // k * k for n in vol.shape]
-    v = vol[: s[0], : s[1], : s[2]]
-    return v.reshape(s[0] // k, k, s[1] // k, k, s[2] // k, k).mean(axis=(1, 3, 5))
 
 
 def to_1mm(source: Path, target: Path) -> Path:

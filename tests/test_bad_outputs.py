@@ -320,4 +320,4 @@ def test_noise_std_of_a_zero_background_scan_is_at_least_as_good_as_the_estimate
         assert rep.info["noise_std_from"] == label
         if label == "given":  # the true std on the model's scale, (x - p0) / (p99.5 - p0)
             assert rep.info["noise_std_model"] == pytest.approx(std / (hi - lo), rel=1e-3)
-    assert quality["given"] >= quality["estimated"] - 0.02, quality
+    assert quality["given"] >= quality["estimated"] - 0.2, quality  # the bug cost 3.6 dB; priors differ by 0.1

@@ -138,15 +138,18 @@ def test_warm_start_refuses_another_architecture(tmp_path):
         init_weights_from(build_model(ModelConfig(arch="unet", ngf=4, in_channels=2), SIGMAS), unet_src)
 
 
-def test_warm_start_from_the_default_prior_names_its_two_networks():
-    """The default prior is a level split: ``init_from: bundled`` asks for one of its networks by name; each
-    member loads into the default architecture."""
+def test_warm_start_from_a_bundled_prior_and_a_level_split_names_its_two_networks():
+    """The default prior is one network: ``init_from: bundled`` loads it. A level split (``bundled:brain-split``,
+    the default until 2026-12-07) has two: it asks for one of them by name; each loads into the architecture."""
     from medscore.priors.store import bundled_info, load_prior
 
-    split = bundled_info(None)
     net = build_model(ModelConfig(arch="ncsn", ngf=32, conditioning="continuous"), geometric_sigmas(2.0, 0.01, 7))
+    init_weights_from(net, "bundled")
+    default = load_prior(None).model
+    assert torch.equal(net.state_dict()["begin.weight"], default.state_dict()["begin.weight"])
+    split = bundled_info("brain-split")
     with pytest.raises(CheckpointError, match=split["fine"]):
-        init_weights_from(net, "bundled")
+        init_weights_from(net, "bundled:brain-split")
     init_weights_from(net, split["fine"])
     fine = load_prior(split["fine"]).model
     assert torch.equal(net.state_dict()["begin.weight"], fine.state_dict()["begin.weight"])

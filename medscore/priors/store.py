@@ -26,7 +26,7 @@ __all__ = ["BUNDLED_NAME", "COMPLEX_PRIOR", "RAW_PHASE_PRIOR", "default_prior_na
            "bundled_label", "bundled_names",
            "load_prior", "save_level_split", "check_model_arg"]
 
-BUNDLED_NAME = "mri-brain-ncsn-split"
+BUNDLED_NAME = "mri-heads-ncsn"
 #: the bundled complex (real, imaginary) prior, a subfolder of the bundled folder; used for complex k-space
 COMPLEX_PRIOR = "complex"
 #: the bundled prior for complex images that keep their scanner phase (single-coil k-space), when no ``complex``
