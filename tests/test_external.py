@@ -117,3 +117,14 @@ def test_cli_refuses_bad_names_before_any_work(tmp_path, argv, needle):
     res = CliRunner().invoke(app, ["benchmark-external", "--out", str(out), *argv])
     assert res.exit_code != 0 and needle in res.output
     assert not out.exists()
+
+
+def test_calibration_size_is_the_fully_sampled_centre():
+    from medscore.baselines.bart import calibration_size
+
+    k = np.zeros((2, 32, 24), dtype=np.complex64)
+    k[:, :, 12 - 4:12 + 4] = 1  # 8 centre lines (phase encodes along W), all rows
+    k[:, :, ::3] = 1
+    assert calibration_size(k) == 8
+    k[:, 16, 12] = 0  # a hole at DC
+    assert calibration_size(k) == 1

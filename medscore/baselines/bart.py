@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["bart_available", "write_cfl", "read_cfl", "bart", "pics", "ecalib", "REGULARISERS"]
+__all__ = ["bart_available", "write_cfl", "read_cfl", "bart", "pics", "ecalib", "calibration_size", "REGULARISERS"]
 
 #: medscore's names -> BART ``pics -R`` regularisers (bitmask 3: both image axes)
 REGULARISERS = {"l1-wavelet": "W:3:0:{lam}", "tv": "T:3:0:{lam}"}
@@ -70,12 +70,31 @@ def bart(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"bart {' '.join(args)} failed: {done.stderr.strip()[:300]}")
 
 
+def calibration_size(kspace: np.ndarray) -> int:
+    """Side of the largest fully sampled square about the k-space centre (DC at ``(H // 2, W // 2)``) of
+    (K, H, W) k-space: what ``ecalib -r`` must be given (its default, 24, reads unsampled lines as zeros)."""
+    sampled = np.abs(kspace).sum(axis=0) > 0
+    h, w = sampled.shape
+    n = 1
+    while n + 1 <= min(h, w):
+        top, left = h // 2 - (n + 1) // 2, w // 2 - (n + 1) // 2
+        if not sampled[top:top + n + 1, left:left + n + 1].all():
+            break
+        n += 1
+    return n
+
+
 def ecalib(kspace: np.ndarray) -> np.ndarray:
-    """``bart ecalib -m1``: one set of ESPIRiT maps (K, H, W) from k-space (K, H, W) with a fully sampled centre."""
+    """``bart ecalib -m1 -r N -k K -c 0.2``: one set of ESPIRiT maps (K, H, W) from k-space (K, H, W) with a fully
+    sampled centre of N x N (:func:`calibration_size`). BART's defaults (a 24 x 24 region, kernel 6, crop 0.8)
+    leave 2-5 % of a 128 x 96 slice covered when the centre is 8 lines wide: a kernel of at most half the region
+    (K = max(3, min(6, N // 2 - 1))) and a low crop threshold keep the whole field of view (EPI validation slice,
+    8-coil 1D 8x: 23.1 dB against 19.4 with the defaults)."""
+    n = calibration_size(kspace)
     with tempfile.TemporaryDirectory(prefix="medscore-bart-") as tmp:
         d = Path(tmp)
         write_cfl(d / "k", np.moveaxis(kspace, 0, -1)[:, :, None])
-        bart("ecalib", "-m1", "k", "maps", cwd=d)
+        bart("ecalib", "-m1", "-r", str(n), "-k", str(max(3, min(6, n // 2 - 1))), "-c", "0.2", "k", "maps", cwd=d)
         maps = read_cfl(d / "maps")
     return _from_bart(np.moveaxis(maps.reshape(*maps.shape[:2], -1), -1, 0))
 
