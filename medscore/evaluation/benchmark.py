@@ -160,12 +160,13 @@ def _medscore_methods(spec: TaskSpec, model, presets: list[str], denoise_methods
     for preset in presets:
         opts = SamplerOptions(preset=preset, samples=samples, seed=seed)
         for dm in _solver_methods(task, denoise_methods):
-            if dm in task.preset_free_methods and preset != presets[0]:
+            name = dm if dm in task.preset_free_methods else preset
+            if name != preset and preset != presets[0]:
                 continue  # e.g. tweedie: one NFE, independent of the preset
-            yield f"medscore {dm if dm in task.preset_free_methods else preset}", medscore_method(
-                spec, model, opts, denoise_method=dm)
-        if adapt is not None and task.adaptable:
-            yield f"medscore {preset} + adapt", medscore_method(spec, AdaptedPrior(model, adapt), opts)
+            yield f"medscore {name}", medscore_method(spec, model, opts, denoise_method=dm)
+            if adapt is not None and task.adaptable:
+                yield f"medscore {name} + adapt", medscore_method(spec, AdaptedPrior(model, adapt), opts,
+                                                                  denoise_method=dm)
 
 
 def _solver_methods(task: Task, wanted: tuple[str, ...]) -> list[str]:
