@@ -31,14 +31,15 @@ from .physics import make_mask, validate_mask
 from .pipeline import denoise_file, inpaint_file, reconstruct_file, reconstruct_kspace_file, reconstruct_path
 from .pipeline.driver import check_slice_memory
 from .pipeline.memory import model_width
+from .pipeline.many import solve_many
 from .solvers import SamplerOptions
 from .solvers.adapt import Adaptation, AdaptedPrior
-from .tasks import get_task
+from .tasks import get_task, volume_options
 
 __all__ = [
     "Estimate", "load_prior", "make_mask", "reconstruct_mri", "inpaint", "denoise", "sample", "sample_to_files",
     "reconstruct_file", "reconstruct_kspace_file", "reconstruct_path", "inpaint_file", "denoise_file", "train",  # noqa: F822
-    "SamplerOptions", "Adaptation",
+    "SamplerOptions", "Adaptation", "solve_many",
 ]
 
 
@@ -139,13 +140,14 @@ def _check_sample_size(n: int, size: int | tuple[int, int], dev: torch.device | 
 
 def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default", samples: int | None = None,
                     seed: int = 0, device: str = "cpu", noise_std: float = 0.0, adapt: AdaptArg = False,
-                    **overrides) -> Estimate:
+                    volume: bool = False, **overrides) -> Estimate:
     """Accelerated MRI. A real array is treated as the fully sampled image: its k-space is undersampled
     with ``mask`` (retrospective). A complex array is measured single-coil centred k-space on the [0, 1] image
     scale; the estimate is then the magnitude of the complex reconstruction, solved with the image's smooth phase
     moved into a one-coil map (:func:`medscore.tasks.coil_phase.single_coil_phase_map`), as ``medscore reconstruct``
     does with k-space files. ``adapt`` (True or an :class:`~medscore.solvers.adapt.Adaptation`): test-time
-    adaptation of the prior to these measurements."""
+    adaptation of the prior to these measurements. ``volume``: a stack (B, H, W) is one volume's neighbouring slices,
+    solved together and coupled along B (``z_tv=`` sets the weight; :mod:`medscore.solvers.slice_coupling`)."""
     from .checks import check_image_array, check_positive
 
     check_image_array("image_or_kspace", image_or_kspace, allow_complex=True)
@@ -154,6 +156,7 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
     prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
+    opts = volume_options(get_task("mri"), opts, volume, Adaptation.of(adapt))
     _check_fits(prior, dev, opts, "mri", data, channels=2 if is_kspace else 1)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
@@ -171,14 +174,15 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
 
 
 def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | None = None, seed: int = 0,
-            device: str = "cpu", adapt: AdaptArg = False, **overrides) -> Estimate:
-    """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known. ``adapt``: as
+            device: str = "cpu", adapt: AdaptArg = False, volume: bool = False, **overrides) -> Estimate:
+    """Fill the pixels where ``mask`` (H, W) is 0; pixels where it is 1 are known. ``adapt`` and ``volume``: as
     :func:`reconstruct_mri`'s."""
     from .checks import check_image_array
 
     check_image_array("image", image)
     validate_mask(mask, tuple(np.shape(image)[-2:]))
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    opts = volume_options(get_task("inpaint"), opts, volume, Adaptation.of(adapt))
     _check_fits(prior, dev, opts, "inpaint", image)
     x, single = _batch(image, dev)
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)

@@ -11,7 +11,8 @@ from ._common import console, handle_errors
 
 
 def mask_command(
-    shape: Annotated[tuple[int, int], typer.Option(help="image size H W")],
+    shape: Annotated[tuple[int, int], typer.Option(help="image size H W; for a 3D Cartesian scan the two phase-encode "
+                                                         "sizes NY NZ (use it with reconstruct --readout-axis)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output .npy")],
     pattern: Annotated[str,
                        typer.Option(help="random | equispaced (1D lines, shape (W,)) | poisson | poisson-vd (2D, shape "

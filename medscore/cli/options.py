@@ -28,6 +28,9 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
 AdaptOpt = Annotated[bool, typer.Option("--adapt/--no-adapt", help="test-time adaptation: fit the prior's norm "
                                                                    "parameters to this scan during the solve (about "
                                                                    "2.5x the network cost; see the README)")]
+VolumeOpt = Annotated[bool, typer.Option("--volume/--slices", help="solve all slices together, coupled along the "
+                                                                    "slice axis (TV in every data step; MRI and "
+                                                                    "inpainting); --slices: each on its own")]
 SaveAdaptedOpt = Annotated[Optional[Path], typer.Option(help="with --adapt: a new folder for the adapted prior "
                                                               "(--model DIR loads it for the next scan)")]
 SeriesOpt = Annotated[Optional[str], typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder "
@@ -59,11 +62,14 @@ SAMPLER_OPTIONS: list[tuple[str, Any, Any]] = [
     ("momentum", Annotated[Optional[float], typer.Option(
         help="pnp: heavy-ball over-relaxation of the iteration, 0 (none) to < 1; default: the preset's")], None),
     ("precision", Annotated[str, typer.Option(help=_PRECISION_HELP)], "auto"),
+    ("z_tv", Annotated[Optional[float], typer.Option(
+        help="with --volume: weight of the total variation along the slice axis; default: the task's tuned one")],
+     None),
 ]
 #: how the CLI spells the options whose API name differs, in messages
 CLI_NAMES = {"samples": "--samples", "seed": "--seed", "multiplier": "--step-multiplier",
              "sigma_start": "--sigma-start", "eta": "--eta", "snr": "--snr", "renoise": "--renoise",
-             "momentum": "--momentum", "flips": "--flips"}
+             "momentum": "--momentum", "flips": "--flips", "z_tv": "--z-tv"}
 
 
 def cli_solver_options(preset: str = "default", samples: int | None = None, seed: int = 0,

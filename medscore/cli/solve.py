@@ -11,9 +11,11 @@ import typer
 
 from ._common import console, handle_errors, preflight, print_report, slice_progress
 from .options import (AdaptOpt, AxisOpt, BatchOpt, DeviceOpt, ModelOpt, OutOpt, SaveAdaptedOpt, SeriesOpt,
-                      solver_command)
+                      VolumeOpt, solver_command)
 
-ScanArg = Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image")]
+ScanArg = Annotated[list[Path], typer.Argument(help="NIfTI, DICOM series folder or .npy image; several, or a folder of "
+                                                    "scans, run one after the other (shared out under torchrun) into "
+                                                    "the folder -o")]
 
 
 @contextlib.contextmanager
@@ -31,6 +33,35 @@ def _progress(description: str) -> Iterator:
         yield update
 
 
+def _dispatch(task_name: str, scans: list[Path], out: Path | None, axis: int, batch_size: str,
+              run: dict[str, Any], *, kspace: bool = False) -> None:
+    """One scan through its front door (``run``: the front door's keywords), or several (or a folder of scans)
+    through :func:`medscore.api.solve_many` into the folder ``out``."""
+    from ..api import solve_many
+    from ..errors import InputError
+    from ..pipeline.many import FRONT_DOORS, RUNS_FILE, folder_of_scans
+
+    if len(scans) == 1 and not folder_of_scans(scans[0]):
+        _solve(task_name, scans[0], out, axis, batch_size,
+               lambda progress: FRONT_DOORS[task_name](scans[0], progress=progress, **run), kspace=kspace)
+        return
+    if out is None:
+        raise InputError("several scans need -o/--out FOLDER for their outputs")
+    with _progress(get_task_label(task_name)) as progress:
+        reports = solve_many(task_name, scans, out, progress=progress,
+                             on_scan=lambda i, n, scan: console.print(f"scan {i + 1} of {n} (this process): {scan}"),
+                             **{k: v for k, v in run.items() if k != "out"})
+    for r in reports:
+        console.print(f"{r['scan']} -> {r['output']} ({r['slices']} slice(s), {r['seconds']:.1f} s)")
+    console.print(f"report: {Path(out) / RUNS_FILE}")
+
+
+def get_task_label(task_name: str) -> str:
+    from ..tasks import get_task
+
+    return get_task(task_name).progress_label
+
+
 def _solve(task_name: str, scan: Path, out: Path | None, axis: int, batch_size: str, run: Any, *,
            kspace: bool = False) -> None:
     """Pre-flight checks, then ``run(progress)`` under a progress bar, then the report."""
@@ -45,8 +76,9 @@ def _solve(task_name: str, scan: Path, out: Path | None, axis: int, batch_size: 
 
 @solver_command()
 def reconstruct_command(
-    scan: Annotated[Path, typer.Argument(help="NIfTI, DICOM series folder or .npy image; or complex k-space (.npy, "
-                                              "fastMRI .h5)")],
+    scan: Annotated[list[Path], typer.Argument(help="NIfTI, DICOM series folder or .npy image; or complex k-space "
+                                                    "(.npy, fastMRI .h5); several, or a folder of scans, into the "
+                                                    "folder -o (shared out under torchrun)")],
     mask: Annotated[Optional[Path], typer.Option(help="0/1 k-space mask .npy, (W,) lines or (H, W); see "
                                                       "`medscore mask`")] = None,
     model: ModelOpt = None, out: OutOpt = None, axis: AxisOpt = 2, batch_size: BatchOpt = "auto",
@@ -56,18 +88,26 @@ def reconstruct_command(
              "(pip install \"medscore\\[mri]\")")] = None,
     crop: Annotated[Optional[int], typer.Option(
         help="k-space: centre crop of the fastMRI .h5 output, e.g. 320 (320 x 320)")] = None,
-    adapt: AdaptOpt = False, save_adapted: SaveAdaptedOpt = None, *, opts: Any = None,
+    readout_axis: Annotated[Optional[int], typer.Option(
+        help="3D Cartesian: the fully sampled readout axis (0-2). k-space: the file is (kx, ky, kz) or (coils, kx, "
+             "ky, kz); a scan: undersampled over the other two axes with a (NY, NZ) --mask")] = None,
+    adapt: AdaptOpt = False, save_adapted: SaveAdaptedOpt = None, volume: VolumeOpt = False, *, opts: Any = None,
 ) -> None:
     """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it; or
     reconstruct measured single- or multi-coil k-space (mask inferred, coil maps estimated, unless given)."""
     with handle_errors():
-        from ..api import reconstruct_path
+        from ..errors import InputError
         from ..io.arrays import is_kspace_file
 
-        _solve("mri", scan, out, axis, batch_size, lambda progress: reconstruct_path(
-            scan, mask, smaps=smaps, crop=crop, axis=axis, series_uid=series, model=model, out=out, opts=opts,
-            batch_size=batch_size, device=device, progress=progress, adapt=adapt, save_adapted=save_adapted),
-            kspace=is_kspace_file(scan))
+        kspace = is_kspace_file(scan[0])
+        if readout_axis is not None and not kspace and axis not in (2, readout_axis):
+            raise InputError(f"--axis {axis} and --readout-axis {readout_axis} disagree: the readout axis is the "
+                             "slice axis of a 3D Cartesian scan (give one of them)")
+        slice_axis = axis if readout_axis is None or kspace else readout_axis
+        _dispatch("mri", scan, out, slice_axis, batch_size, dict(
+            mask=mask, smaps=smaps, crop=crop, axis=axis, series_uid=series, model=model, out=out, opts=opts,
+            batch_size=batch_size, device=device, adapt=adapt, save_adapted=save_adapted, volume=volume,
+            readout_axis=readout_axis), kspace=kspace)
 
 
 @solver_command()
@@ -78,18 +118,17 @@ def inpaint_command(
                                                           "pixels")] = None,
     model: ModelOpt = None, out: OutOpt = None, axis: AxisOpt = 2, batch_size: BatchOpt = "auto",
     device: DeviceOpt = "auto", series: SeriesOpt = None, adapt: AdaptOpt = False, save_adapted: SaveAdaptedOpt = None,
-    *, opts: Any = None,
+    volume: VolumeOpt = False, *, opts: Any = None,
 ) -> None:
     """Inpainting: fill the holes of MASK (or a random MISSING fraction) in every slice."""
     with handle_errors():
-        from ..api import inpaint_file
         from ..checks import check_mask_or_missing
 
         check_mask_or_missing(mask, missing)
-        _solve("inpaint", scan, out, axis, batch_size, lambda progress: inpaint_file(
-            scan, mask, missing=missing, mask_seed=opts.seed, model=model, out=out, opts=opts, axis=axis,
-            batch_size=batch_size, device=device, progress=progress, series_uid=series, adapt=adapt,
-            save_adapted=save_adapted))
+        _dispatch("inpaint", scan, out, axis, batch_size, dict(
+            mask=mask, missing=missing, mask_seed=opts.seed, model=model, out=out, opts=opts, axis=axis,
+            batch_size=batch_size, device=device, series_uid=series, adapt=adapt, save_adapted=save_adapted,
+            volume=volume))
 
 
 @solver_command(without=("sigma_start",))
@@ -108,7 +147,6 @@ def denoise_command(
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
-        from ..api import denoise_file
         from ..checks import check_positive
         from ..errors import InputError
         from ..tasks import get_task
@@ -118,10 +156,10 @@ def denoise_command(
         for name, value in (("--noise-std", noise_std), ("--add-noise", add_noise)):
             if value is not None:
                 check_positive(name, value)
-        _solve("denoise", scan, out, axis, batch_size, lambda progress: denoise_file(
-            scan, noise_std=noise_std, add_noise=add_noise, noise_seed=opts.seed, method=method, model=model,
-            out=out, opts=opts, axis=axis, batch_size=batch_size, device=device, progress=progress,
-            series_uid=series, adapt=adapt, save_adapted=save_adapted))
+        _dispatch("denoise", scan, out, axis, batch_size, dict(
+            noise_std=noise_std, add_noise=add_noise, noise_seed=opts.seed, method=method, model=model,
+            out=out, opts=opts, axis=axis, batch_size=batch_size, device=device, series_uid=series, adapt=adapt,
+            save_adapted=save_adapted))
 
 
 @solver_command(without=("samples", "sigma_start"))

@@ -29,9 +29,8 @@ from ..tasks import Method, Problem, TaskSpec
 from .benchmark import Log, TaskTable, run_tasks
 from ..solvers.adapt import Adaptation
 
-__all__ = ["ExternalScan", "EXTERNAL_SCANS", "EXTERNAL_TASKS", "block_mean", "load_external", "available_scans",
-           "bart_methods", "summary_lines", "write_external",
-           "run_external"]
+__all__ = ["ExternalScan", "EXTERNAL_SCANS", "EXTERNAL_TASKS", "block_mean", "load_external", "load_external_volume",
+           "available_scans", "bart_methods", "summary_lines", "write_external", "run_external"]
 
 TEMPLATES = Path("/usr/share/mricron/templates")
 EXTERNAL_TASKS = ["mri-1d-4x", "mri-1d-8x", "mc-poisson-vd-8x", "mc-1d-8x", "inpaint-70", "inpaint-box",
@@ -80,9 +79,9 @@ def block_mean(vol: np.ndarray, k: int) -> np.ndarray:
     return v.reshape(s[0] // k, k, s[1] // k, k, s[2] // k, k).mean(axis=(1, 3, 5))
 
 
-def load_external(scan: ExternalScan) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(test, validation) slices (N, 1, H, W) on the [0, 1] scale of the whole volume, and an affine for the
-    test stack's NIfTI outputs."""
+def load_external_volume(scan: ExternalScan) -> tuple[torch.Tensor, np.ndarray]:
+    """Every slice of the scan along its ``axis`` (N, 1, H, W) on the [0, 1] scale of the whole volume, and the
+    volume's affine on its (block-averaged) grid."""
     import nibabel as nib
 
     from ..transforms import RobustScaleIntensity
@@ -94,6 +93,13 @@ def load_external(scan: ExternalScan) -> tuple[torch.Tensor, torch.Tensor, np.nd
     stack = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled, scan.axis, 0)))[:, None]
     affine = np.asarray(img.affine, dtype=np.float64).copy()
     affine[:3, :3] *= scan.block
+    return stack, affine
+
+
+def load_external(scan: ExternalScan) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(test, validation) slices (N, 1, H, W) on the [0, 1] scale of the whole volume, and an affine for the
+    test stack's NIfTI outputs."""
+    stack, affine = load_external_volume(scan)
     return stack[list(scan.test)], stack[list(scan.val)], affine
 
 

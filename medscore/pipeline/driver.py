@@ -25,7 +25,7 @@ from ..priors import load_prior
 from ..priors.adapted import save_adapted_prior
 from ..solvers import SamplerOptions
 from ..solvers.adapt import Adaptation, AdaptedPrior
-from ..tasks import Stack, StackSolve, Task, TaskInputs, get_task
+from ..tasks import Stack, StackSolve, Task, TaskInputs, get_task, volume_options
 from .memory import free_memory, model_width, resolve_batch_size, slice_bytes
 from .outputs import OutputPlan, RunReport
 from .stream import Progress, Streamed, batch_options, channel_magnitude, first_channel, stream
@@ -83,18 +83,21 @@ def _kspace_shape(source: Source) -> tuple[int, ...]:
 def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = None, *, model: Any = None,
                out: str | Path | None = None, opts: SamplerOptions | None = None, batch_size: int | str = 4,
                device: str = "auto", progress: Progress | None = None, adapt: Adaptation | bool | None = None,
-               save_adapted: str | Path | None = None) -> RunReport:
+               save_adapted: str | Path | None = None, volume: bool = False) -> RunReport:
     """Solve ``task`` on every slice of ``source`` with the task's ``inputs`` (its ``inputs_type``; default: its
     defaults), writing what the source writes (``OUT``, default ``<input>_<task.output_suffix>.nii.gz``, and its
     side files). ``batch_size``: slices per solver call, or ``"auto"`` (from free memory). ``adapt``: test-time
     adaptation of the prior, one parameter set for the whole scan (:mod:`medscore.solvers.adapt`);
-    ``save_adapted``: a new folder for the adapted prior, which ``model=`` loads for the next scan."""
+    ``save_adapted``: a new folder for the adapted prior, which ``model=`` loads for the next scan. ``volume``: one
+    coherent solve of all slices, coupled along the slice axis in every data step
+    (:mod:`medscore.solvers.slice_coupling`, the task's tuned ``volume_z_tv`` unless ``opts.z_tv`` is set); the network
+    still runs ``batch_size`` slices at a time."""
     t0 = time.perf_counter()
     task = get_task(task) if isinstance(task, str) else task
     inputs = inputs if inputs is not None else task.inputs_type()
     task.check_inputs(inputs)
     asked, adapt = adapt, check_adaptation(task, adapt, save_adapted)
-    opts = opts or SamplerOptions()
+    opts = volume_options(task, opts or SamplerOptions(), volume, adapt)
     with source.open(), open_inputs(inputs, source) as (opened, files):
         plan = source.output_plan(out, task, files)
         dev = resolve_device(device)
@@ -102,7 +105,7 @@ def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = Non
         _check_memory(task, source, prior, opts, dev, getattr(inputs, "method", None))
         prepared = task.prepare_stack(source.stack(prior, opened), dev, opts, opened)
         net = AdaptedPrior(prior.model, Adaptation.of(asked, prior.model)) if adapt is not None else prior.model
-        res = _stream(prepared, source, prior, net, opts, batch_size, dev, progress)
+        res = _stream(prepared, source, prior, net, opts, batch_size, dev, progress, volume)
         report = RunReport(task.name, nfe=res.nfe, seconds=res.seconds, slices=len(res.mean))
         info = {"prior": prior, "opts": opts, "device": dev, "raw": inputs,
                 "elapsed": lambda: time.perf_counter() - t0}
@@ -148,12 +151,15 @@ def _check_memory(task: Task, source: Source, prior: Any, opts: SamplerOptions, 
 
 
 def _stream(prepared: StackSolve, source: Source, prior: Any, net: Any, opts: SamplerOptions, batch_size: int | str,
-            device: Any, progress: Progress | None) -> Streamed:
+            device: Any, progress: Progress | None, volume: bool = False) -> Streamed:
     """Every slice through the prepared solver with the score model ``net`` (the prior's, or its adapted copy), in
-    batches of ``batch_size`` (``"auto"``: from free memory)."""
+    batches of ``batch_size`` (``"auto"``: from free memory); with ``volume`` all slices in one solver batch whose
+    network calls take ``batch_size`` slices (with their chains and channels) at a time."""
     n, shape = len(prepared.baseline), source.slice_shape
     bs = resolve_batch_size(batch_size, n, shape, device, model_width(prior.meta), prepared.chains,
                             channels=prepared.channels)
+    if volume:
+        opts, bs = dataclasses.replace(opts, network_batch=bs * prepared.chains), n
     reduce = channel_magnitude if prepared.channels == 2 else first_channel
     return stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(opts, sl), cb), bs,
                   progress, reduce=reduce)

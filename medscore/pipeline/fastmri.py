@@ -60,7 +60,8 @@ class KSpaceRun:
 
     ``image`` (S, H, W) complex64; ``zerofilled`` and ``std`` (S, H, W) float32 magnitudes; ``scale`` the
     factor that mapped the data to the model's scale (the panel is drawn on that scale); ``info`` the
-    sidecar's content.
+    sidecar's content; ``slice_axis`` where the slices go in the NIfTI volumes (2: (H, W, S); the readout axis of a 3D
+    Cartesian file, so that its volume keeps the file's axis order).
     """
 
     image: np.ndarray
@@ -68,6 +69,7 @@ class KSpaceRun:
     std: np.ndarray | None
     scale: float
     info: dict[str, Any] = field(default_factory=dict)
+    slice_axis: int = 2
 
 
 def save_complex(path: str | Path, image: np.ndarray) -> Path:
@@ -152,10 +154,13 @@ def write_kspace_outputs(plan: OutputPlan, run: KSpaceRun, crop: tuple[int, int]
     if plan.files == FASTMRI_ONLY:
         return {"fastmri": save_reconstruction_h5(plan.path("fastmri"), magnitude, crop, **h5)}
     n, h, w = run.image.shape
-    geometry = Scan(np.empty((h, w, n), dtype=np.float32), np.eye(4), None, "kspace", None)
-    volumes = {"output": volume_of(magnitude, 2, (h, w, n)), "zerofilled": volume_of(run.zerofilled, 2, (h, w, n))}
+    shape = [h, w]
+    shape.insert(run.slice_axis, n)
+    geometry = Scan(np.empty(shape, dtype=np.float32), np.eye(4), None, "kspace", None)
+    volumes = {"output": volume_of(magnitude, run.slice_axis, tuple(shape)),
+               "zerofilled": volume_of(run.zerofilled, run.slice_axis, tuple(shape))}
     if run.std is not None:
-        volumes["std"] = volume_of(run.std, 2, (h, w, n))
+        volumes["std"] = volume_of(run.std, run.slice_axis, tuple(shape))
     mid = n // 2
     panel = Panel([run.zerofilled[mid] / run.scale, magnitude[mid] / run.scale], ["zero-filled", "medscore"])
     with atomic_group():

@@ -27,6 +27,7 @@ from ..physics.coils import estimate_kspace_noise
 from ..tasks import KSpaceStack, StackSolve, Task
 from ..tasks.mri import MULTICOIL_KEY
 from ..transforms import RobustScaleIntensity
+from .kspace3d import open_kspace_3d
 from .fastmri import KSpaceRun, crop_size, run_info, write_kspace_outputs
 from .outputs import FASTMRI_ONLY, KSPACE_OUTPUTS, OutputPlan, RunReport, default_output, plan_outputs
 from .stream import Streamed
@@ -104,21 +105,30 @@ def _mask_source(mask: Any) -> str:
 
 
 class KSpaceSource:
-    """A measured k-space file; ``crop`` centre-crops the fastMRI ``.h5`` output (``320`` -> 320 x 320)."""
+    """A measured k-space file; ``crop`` centre-crops the fastMRI ``.h5`` output (``320`` -> 320 x 320);
+    ``readout_axis`` (0-2) reads it as 3D Cartesian k-space, (kx, ky, kz) or (coils, kx, ky, kz), solved plane by
+    plane along that axis (:mod:`.kspace3d`)."""
 
     complex_data = True  # the image is complex: its phase moves into the (one-coil) maps
     channels = 2
 
-    def __init__(self, path: str | Path, crop: Crop = None) -> None:
-        self.path, self.crop = Path(path), crop
+    def __init__(self, path: str | Path, crop: Crop = None, readout_axis: int | None = None) -> None:
+        self.path, self.crop, self.readout_axis = Path(path), crop, readout_axis
         self.src: ComplexArrayFile | None = None
         self.stacked: KSpaceStack | None = None
+        self.file_shape: tuple[int, ...] = ()
 
     @contextlib.contextmanager
     def open(self) -> Iterator[KSpaceSource]:
         """Open the file for batch reads (layout, dtype and slice size checked) and the ``crop`` against it."""
-        with open_kspace(self.path) as src:
-            self.src = src
+        with contextlib.ExitStack() as stack:
+            if self.readout_axis is None:
+                self.src = stack.enter_context(open_kspace(self.path))
+                self.file_shape = self.src.shape
+            else:
+                with open_kspace(self.path) as raw:
+                    self.file_shape = raw.shape
+                self.src = stack.enter_context(open_kspace_3d(self.path, self.readout_axis))
             crop_size(self.crop, self.slice_shape)
             yield self
 
@@ -159,12 +169,14 @@ class KSpaceSource:
         assert st is not None and self.src is not None
         report.task = "mri-kspace" if self.single_coil else MULTICOIL_KEY
         sidecar = {**run_info(info["prior"], info["opts"], MULTICOIL_KEY), "task": report.task,
-                   "input": {"file": self.src.path.name, "shape": list(self.src.shape)},
+                   "input": {"file": self.src.path.name, "shape": list(self.file_shape),
+                             "readout_axis": self.readout_axis},
                    "mask": {"source": _mask_source(info["raw"].mask), "acceleration": round(acceleration(st.mask), 4)},
                    "coil_maps": prepared.info["coil_maps"], "nfe_per_slice": res.nfe, "scale": st.scale,
                    "kspace_noise_std": st.noise_std, "device": str(info["device"]),
                    "timing_s": {"total": round(info["elapsed"](), 3), "solver": round(res.seconds, 3),
                                 "coil_maps": round(prepared.info.get("coil_maps_seconds", 0.0), 3)}}
         std = None if res.std is None else res.std * np.float32(st.scale)
-        run = KSpaceRun(prepared.extras["complex"], st.zerofilled, std, st.scale, sidecar)
+        run = KSpaceRun(prepared.extras["complex"], st.zerofilled, std, st.scale, sidecar,
+                        slice_axis=2 if self.readout_axis is None else self.readout_axis)
         report.outputs.update(write_kspace_outputs(plan, run, crop_size(self.crop, self.slice_shape)))

@@ -25,6 +25,7 @@ from ..sampling.pnp import alternate_chain_flips
 from ..errors import InputError
 from .adapt import AdaptedPrior
 from .options import SamplerOptions
+from .slice_coupling import SliceCoupledGuidance, chunked_score
 
 __all__ = ["SolverResult", "score_function", "solve", "sample", "presets_of", "model_sigmas", "repeat_chains",
            "ScoreModel", "LevelCallback", "GuidanceFactory"]
@@ -116,10 +117,13 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     if warm:
         x = x + float(levels[0]) * randn(x.shape, g, dtype=x.dtype, device=x.device)
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
-    score = autocast_score(score_function(model, complex_image), opts.precision, x0.device)
+    score = chunked_score(autocast_score(score_function(model, complex_image), opts.precision, x0.device),
+                          opts.network_batch)
     if preset.settings.get("flips"):
         score = alternate_chain_flips(score, n)  # the chains of one image: complementary flips at every level
     guidance = make_guidance(g, n, preset)
+    if opts.z_tv and b > 1 and guidance is not None:  # the batch is one volume: couple neighbouring slices
+        guidance = SliceCoupledGuidance(guidance, opts.z_tv, chains=n)
     if isinstance(model, AdaptedPrior):  # one adaptation step after every level, on the image as it stands
         plain = autocast_score(score_function(model, complex_image), opts.precision, x0.device)
         cb = model.after_levels(plain, _fidelity_of(guidance), levels, cb)

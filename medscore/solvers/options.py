@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..checks import check_choice, check_sampler_overrides
+from ..checks import check_choice, check_int, check_positive, check_sampler_overrides
 from ..errors import InputError
 from ..nets.accelerate import PRECISIONS
 from ..rng import Generators, RowGenerators, make_generators
@@ -33,6 +33,9 @@ class SamplerOptions:
     arithmetic (``auto``: bf16 on CUDA, fp32 on CPU; ``bf16`` asks for it on CPUs with native bf16, where a network
     evaluation is about 1.6x faster). ``seed`` seeds one generator for the whole batch; ``slice_seeds`` (one per image
     of the batch) gives every image its own stream, so results do not depend on how slices are batched.
+    ``z_tv`` couples the images of a batch as neighbouring slices of one volume: total variation of that weight along
+    the batch axis in every data step (:mod:`medscore.solvers.slice_coupling`; None or 0: slices independent);
+    ``network_batch`` caps the images per network call (None: the whole batch at once).
     """
 
     preset: str = "default"
@@ -53,8 +56,14 @@ class SamplerOptions:
     precision: str = "auto"
     seed: int = 0
     slice_seeds: tuple[int, ...] | None = None
+    z_tv: float | None = None
+    network_batch: int | None = None
 
     def __post_init__(self) -> None:
+        if self.z_tv is not None:
+            check_positive("z_tv", self.z_tv, allow_zero=True)
+        if self.network_batch is not None:
+            check_int("network_batch", self.network_batch, 1)
         check_sampler_overrides(samples=self.samples, num_levels=self.num_levels, n_steps_each=self.n_steps_each,
                                 eps=self.eps, multiplier=self.multiplier, sigma_start=self.sigma_start,
                                 sigma_end=self.sigma_end, snr=self.snr, eta=self.eta, n_corrector=self.n_corrector,

@@ -13,7 +13,7 @@ task is one file with a ``@register_task`` class, imported below (see ``docs/des
 from __future__ import annotations
 
 from .base import (TASKS, ImageStack, KSpaceStack, Method, Problem, SliceReader, Stack, StackSolve, StackSolver, Task,
-                   TaskInputs, TaskSpec, batch_of, get_task, per_image, register_task, task_names)
+                   TaskInputs, TaskSpec, batch_of, get_task, per_image, register_task, task_names, volume_options)
 from .mri import MRIInputs, MRITask
 from .inpaint import InpaintInputs, InpaintTask
 from .denoise import DenoiseInputs, DenoiseTask
@@ -24,7 +24,7 @@ __all__ = [
     "StackSolver", "register_task", "get_task",
     "task_names", "per_image", "batch_of", "MRITask", "InpaintTask", "DenoiseTask", "MultiCoilTask", "MultiCoilSpec",
     "TaskInputs", "MRIInputs", "InpaintInputs", "DenoiseInputs", "MultiCoilInputs", "ImageStack", "KSpaceStack",
-    "SliceReader", "Stack",
+    "SliceReader", "Stack", "volume_options",
 ]
 
 

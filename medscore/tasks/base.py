@@ -10,6 +10,7 @@ inferer). The API, the CLI, the file pipeline, the inferer and the benchmark loo
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,8 @@ from ..errors import InputError
 from ..solvers import LevelCallback, SamplerOptions, ScoreModel, SolverResult
 
 __all__ = ["TaskSpec", "Problem", "Method", "StackSolve", "StackSolver", "Task", "TASKS", "register_task",
-           "get_task", "task_names", "per_image", "batch_of", "TaskInputs", "ImageStack", "KSpaceStack", "SliceReader",
-           "Stack"]
+           "get_task", "task_names", "per_image", "volume_options", "batch_of", "TaskInputs", "ImageStack",
+           "KSpaceStack", "SliceReader", "Stack"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ class Task(ABC):
     complex_data: ClassVar[bool] = False  # solved as complex images: the bundled complex prior when there is one
     inputs_type: ClassVar[type[TaskInputs]] = TaskInputs  # what prepare_stack takes besides the slices
     adaptable: ClassVar[bool] = True  # has a forward operator: test-time adaptation applies (medscore.solvers.adapt)
+    #: the weight of TV along the slice axis in a coherent volume solve (``--volume``; None: no data step to couple)
+    volume_z_tv: ClassVar[float | None] = None
 
     @abstractmethod
     def degrade(self, spec: TaskSpec, ref: Tensor, seed: int = 0) -> Problem:
@@ -239,6 +242,19 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise InputError(f"unknown task {name!r}: choose from {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def volume_options(task: Task, opts: SamplerOptions, volume: bool, adapt: Any = None) -> SamplerOptions:
+    """``opts`` for a coherent volume solve: the slice coupling's weight (the caller's ``z_tv``, else the task's
+    tuned ``volume_z_tv``); checked before anything is loaded."""
+    if not volume:
+        return opts
+    if task.volume_z_tv is None:
+        raise InputError(f"--volume (volume=) couples the data steps of the slices: {task.label} has none")
+    if adapt is not None:
+        raise InputError("--volume with --adapt is not supported yet: adapt slice by slice, or solve the volume "
+                         "coherently without adaptation")
+    return dataclasses.replace(opts, z_tv=opts.z_tv or task.volume_z_tv)
 
 
 def batch_of(stack: np.ndarray, rows: slice, device: torch.device) -> Tensor:

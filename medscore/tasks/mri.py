@@ -59,6 +59,10 @@ class MRITask(Task):
 
     name = "mri"
     label = "accelerated MRI"
+    # --volume: chosen on the external validation slabs at `fast` (scripts/volume_coherence.py --split val; z_tv 0 /
+    # 0.003 / 0.01 / 0.03): EPI 1D 8x 24.01 / 24.33 / 24.55 / 24.58 dB, INIA19 1D 8x 26.07 / 26.17 / 25.92 / 25.35,
+    # INIA19 read out along x with 2D Poisson-vd 8x 35.23 / 35.59 / 35.31 / 33.98: 0.003 is the weight no cell loses at
+    volume_z_tv = 0.003
     output_suffix = "medscore"
     progress_label = "reconstructing"
     baseline_method = "zero-filled"
