@@ -4,6 +4,7 @@
     python scripts/bench_volume.py --models default,bundled:ncsn --slabs 32    # two priors in one run
     python scripts/bench_volume.py --models default,bundled:split --slabs "" --repeat 3   # best of 3 per slice
     python scripts/bench_volume.py --precisions fp32,bf16 --skip-slice --slabs 32   # the network in fp32, then bf16
+    python scripts/bench_volume.py --skip-slice --slabs 16 --volume   # one coherent solve of the slab (--volume)
 
 For each slab size it runs ``medscore.pipeline.reconstruct_file`` (4x random lines, ``--slab-preset``,
 ``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
@@ -68,7 +69,8 @@ def one_slice(preset: str, model: str = "default", repeat: int = 1, precision: s
             "nfe": res.total_nfe}
 
 
-def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default", precision: str = "auto") -> dict:
+def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "default", precision: str = "auto",
+         volume: bool = False) -> dict:
     """Run the file pipeline on an n-slice 256x256 slab in this process; wall time and peak RSS."""
     from medscore.pipeline import reconstruct_file
     from medscore.solvers import SamplerOptions
@@ -81,10 +83,11 @@ def slab(n: int, preset: str, batch_size: int | str = "auto", model: str = "defa
         t0 = time.perf_counter()
         rep = reconstruct_file(scan, mask, model=_model(model), out=Path(tmp) / "out.nii.gz",
                                opts=SamplerOptions(preset=preset, precision=precision), batch_size=batch_size,
-                               device="cpu")
+                               device="cpu", volume=volume)
         secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
     return {"model": model, "precision": precision, "slices": n, "preset": preset, "batch_size": batch_size,
+            "volume": volume,
             "seconds": secs, "seconds_per_slice": secs / n, "peak_rss_mib": peak, "nfe_per_slice": rep.nfe}
 
 
@@ -98,12 +101,13 @@ def main() -> None:
     ap.add_argument("--batch-size", default="auto", help="an int, or auto (the batch then grows with the slab)")
     ap.add_argument("--skip-slice", action="store_true", help="only the slabs")
     ap.add_argument("--repeat", type=int, default=1, help="single slice: report the best of this many runs")
+    ap.add_argument("--volume", action="store_true", help="slabs solved coherently (reconstruct --volume)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--_slab", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._slab is not None:  # child process: one slab, result as JSON on stdout
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        print(json.dumps(slab(args._slab, args.slab_preset, bs, args.models, args.precisions)))
+        print(json.dumps(slab(args._slab, args.slab_preset, bs, args.models, args.precisions, args.volume)))
         return
     runs = [(m, prec) for m in args.models.split(",") for prec in args.precisions.split(",")]
     slices = [] if args.skip_slice else [one_slice(p, m, args.repeat, prec) for m, prec in runs
@@ -112,7 +116,7 @@ def main() -> None:
     for m, prec in runs:
         for n in (int(s) for s in args.slabs.split(",") if s):  # --slabs "": single slices only
             cmd = [sys.executable, __file__, "--_slab", str(n), "--slab-preset", args.slab_preset, "--batch-size",
-                   args.batch_size, "--models", m, "--precisions", prec]
+                   args.batch_size, "--models", m, "--precisions", prec, *(["--volume"] if args.volume else [])]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows["slabs"].append(json.loads(out.splitlines()[-1]))
     for r in rows["slice"]:
@@ -120,7 +124,8 @@ def main() -> None:
         print(f"| {r['model']} ({r['precision']}): one 128x128 slice, 4x, {r['preset']} ({r['nfe']} NFE) "
               f"| {r['seconds']:.1f} s (runs {runs}) |")
     for r in rows["slabs"]:
-        print(f"| {r['model']} ({r['precision']}): 256x256x{r['slices']} slab, {r['preset']} "
+        print(f"| {r['model']} ({r['precision']}{', volume' if r.get('volume') else ''}): "
+              f"256x256x{r['slices']} slab, {r['preset']} "
               f"({r['nfe_per_slice']} NFE/slice), "
               f"batch {r['batch_size']} | {r['seconds']:.0f} s "
               f"({r['seconds_per_slice']:.1f} s/slice), peak RSS {r['peak_rss_mib']:.0f} MiB |")

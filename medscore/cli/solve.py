@@ -39,9 +39,9 @@ def _dispatch(task_name: str, scans: list[Path], out: Path | None, axis: int, ba
     through :func:`medscore.api.solve_many` into the folder ``out``."""
     from ..api import solve_many
     from ..errors import InputError
-    from ..pipeline.many import FRONT_DOORS, RUNS_FILE, folder_of_scans
+    from ..pipeline.many import FRONT_DOORS, RUNS_FILE, folder_of_scans, rank_and_world
 
-    if len(scans) == 1 and not folder_of_scans(scans[0]):
+    if len(scans) == 1 and not folder_of_scans(scans[0]) and rank_and_world()[1] == 1:  # under torchrun: shared
         _solve(task_name, scans[0], out, axis, batch_size,
                lambda progress: FRONT_DOORS[task_name](scans[0], progress=progress, **run), kspace=kspace)
         return
@@ -96,13 +96,9 @@ def reconstruct_command(
     """Accelerated MRI: undersample each slice's k-space with MASK (retrospective) and reconstruct it; or
     reconstruct measured single- or multi-coil k-space (mask inferred, coil maps estimated, unless given)."""
     with handle_errors():
-        from ..errors import InputError
         from ..io.arrays import is_kspace_file
 
         kspace = is_kspace_file(scan[0])
-        if readout_axis is not None and not kspace and axis not in (2, readout_axis):
-            raise InputError(f"--axis {axis} and --readout-axis {readout_axis} disagree: the readout axis is the "
-                             "slice axis of a 3D Cartesian scan (give one of them)")
         slice_axis = axis if readout_axis is None or kspace else readout_axis
         _dispatch("mri", scan, out, slice_axis, batch_size, dict(
             mask=mask, smaps=smaps, crop=crop, axis=axis, series_uid=series, model=model, out=out, opts=opts,

@@ -134,6 +134,9 @@ def reconstruct_path(path: str | Path, mask: ArrayOrPath | None = None, *, smaps
     device, progress, adapt, save_adapted, volume)."""
     if is_kspace_file(path):
         return reconstruct_kspace_file(path, mask, smaps=smaps, crop=crop, readout_axis=readout_axis, **run)
+    if readout_axis is not None and axis not in (2, readout_axis):
+        raise InputError(f"--axis {axis} and --readout-axis {readout_axis} disagree: the readout axis is the slice "
+                         "axis of a 3D Cartesian scan (give one of them)")
     if smaps is not None or crop is not None:
         raise InputError("--smaps and --crop apply to k-space inputs (.h5, complex .npy)")
     if mask is None:

@@ -170,7 +170,7 @@ class KSpaceSource:
         report.task = "mri-kspace" if self.single_coil else MULTICOIL_KEY
         sidecar = {**run_info(info["prior"], info["opts"], MULTICOIL_KEY), "task": report.task,
                    "input": {"file": self.src.path.name, "shape": list(self.file_shape),
-                             "readout_axis": self.readout_axis},
+                             **({} if self.readout_axis is None else {"readout_axis": self.readout_axis})},
                    "mask": {"source": _mask_source(info["raw"].mask), "acceleration": round(acceleration(st.mask), 4)},
                    "coil_maps": prepared.info["coil_maps"], "nfe_per_slice": res.nfe, "scale": st.scale,
                    "kspace_noise_std": st.noise_std, "device": str(info["device"]),

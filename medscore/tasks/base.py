@@ -254,7 +254,7 @@ def volume_options(task: Task, opts: SamplerOptions, volume: bool, adapt: Any = 
     if adapt is not None:
         raise InputError("--volume with --adapt is not supported yet: adapt slice by slice, or solve the volume "
                          "coherently without adaptation")
-    return dataclasses.replace(opts, z_tv=opts.z_tv or task.volume_z_tv)
+    return dataclasses.replace(opts, z_tv=task.volume_z_tv if opts.z_tv is None else opts.z_tv)
 
 
 def batch_of(stack: np.ndarray, rows: slice, device: torch.device) -> Tensor:
