@@ -168,3 +168,32 @@ def bad_cli_case(argv: list[str], root: Path, tmp_path: Path, monkeypatch):
     assert list(out.iterdir()) == [], "a bad input left files in the output folder"
     assert file_snapshot(root) == before, "an input was changed"
     return res, line
+
+
+def two_ranks(script: str | Path, timeout: float = 180) -> list[tuple[int, str]]:
+    """Run ``script`` as ranks 0 and 1 of a two-process gloo group on this machine (the environment ``torchrun``
+    sets); (exit code, output) of each. Fails the test if they do not finish in ``timeout`` seconds."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    results = []
+    for proc in procs:
+        try:
+            out = proc.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"the two ranks did not finish in {timeout:.0f} s")
+        results.append((proc.returncode, out))
+    return results

@@ -7,10 +7,6 @@ the run with one line and leaves nothing in the output folder (no partial output
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from _synth import line_mask, one_error_line, ramp_phantom_scan, tiny_model
+from _synth import line_mask, one_error_line, ramp_phantom_scan, tiny_model, two_ranks
 from medscore.api import solve_many
 from medscore.cli.main import app
 from medscore.errors import InputError, MedscoreError
@@ -90,36 +86,12 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _two_ranks(script: Path) -> list[tuple[int, str]]:
-    port, procs = _free_port(), []
-    for rank in (0, 1):
-        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    results = []
-    for p in procs:
-        try:
-            results.append((p.wait(timeout=180), p.communicate()[0]))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("the two ranks did not finish in 180 s")
-    return results
-
-
 def test_two_gloo_ranks_write_what_one_process_writes(data, tmp_path):
     _single(data, tmp_path / "one")
     script = tmp_path / "worker.py"
     script.write_text(_WORKER.format(tests=str(TESTS), scans=str(data["scans"]), out=str(tmp_path / "two"),
                                      mask=str(data["mask"]), model=str(data["model"])))
-    for code, log in _two_ranks(script):
+    for code, log in two_ranks(script):
         assert code == 0, log[-3000:]
     assert _outputs(tmp_path / "two") == _outputs(tmp_path / "one")
     info = json.loads((tmp_path / "two" / RUNS_FILE).read_text())
@@ -137,7 +109,7 @@ def test_a_failing_scan_fails_both_ranks_and_leaves_nothing(data, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER.format(tests=str(TESTS), scans=str(scans), out=str(tmp_path / "out"),
                                      mask=str(data["mask"]), model=str(data["model"])))
-    results = _two_ranks(script)
+    results = two_ranks(script)
     assert all(code == 1 for code, _ in results), [log[-2000:] for _, log in results]
     assert all("c.nii.gz" in log.strip().splitlines()[-1] for _, log in results)
     assert list((tmp_path / "out").iterdir()) == []

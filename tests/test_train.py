@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from _synth import QUIET_MONAI, phantom, write_nifti
+from _synth import QUIET_MONAI, phantom, two_ranks, write_nifti
 from medscore.priors.checkpoint import load_model
 from medscore.config import DataConfig, ModelConfig, NoiseConfig, TrainConfig
 from medscore.training.noise import geometric_sigmas, max_pairwise_distance, ncsnv2_num_levels
@@ -236,33 +232,13 @@ _DDP_WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes(data_dir, tmp_path):
     run = tmp_path / "run"
     script = tmp_path / "worker.py"
     script.write_text(_DDP_WORKER.format(tests=str(TESTS), data=str(data_dir), run=str(run), out=str(tmp_path)))
-    port = _free_port()
-    procs = []
-    for rank in (0, 1):
-        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=120)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("DDP workers did not finish in 120 s")
-    for p, o in zip(procs, outs):
-        assert p.returncode == 0, o[-3000:]
+    results = two_ranks(script, timeout=120)
+    for code, out in results:
+        assert code == 0, out[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for key in ("model", "ema"):
         _assert_same(r0[key], r1[key])  # gradients are all-reduced: both replicas stay identical
