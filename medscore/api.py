@@ -156,7 +156,7 @@ def reconstruct_mri(image_or_kspace, mask, *, model=None, preset: str = "default
     data = image_or_kspace
     is_kspace = np.iscomplexobj(np.asarray(data)) if not isinstance(data, torch.Tensor) else data.is_complex()
     prior, dev, opts = _setup(model, device, preset, samples, seed, complex_data=is_kspace, **overrides)
-    opts = volume_options(get_task("mri"), opts, volume, Adaptation.of(adapt))
+    opts = volume_options(get_task("mri"), opts, volume)
     _check_fits(prior, dev, opts, "mri", data, channels=2 if is_kspace else 1)
     shape = tuple(np.shape(data)[-2:])
     m = torch.from_numpy(np.ascontiguousarray(validate_mask(np.asarray(mask), shape), dtype=np.float32)).to(dev)
@@ -182,7 +182,7 @@ def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | 
     check_image_array("image", image)
     validate_mask(mask, tuple(np.shape(image)[-2:]))
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
-    opts = volume_options(get_task("inpaint"), opts, volume, Adaptation.of(adapt))
+    opts = volume_options(get_task("inpaint"), opts, volume)
     _check_fits(prior, dev, opts, "inpaint", image)
     x, single = _batch(image, dev)
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
@@ -192,9 +192,10 @@ def inpaint(image, mask, *, model=None, preset: str = "default", samples: int | 
 
 def denoise(image, noise_std: float | None = None, *, model=None, method: str = "tweedie", preset: str = "default",
             samples: int | None = None, seed: int = 0, device: str = "cpu", adapt: AdaptArg = False,
-            **overrides) -> Estimate:
+            volume: bool = False, **overrides) -> Estimate:
     """Denoise; ``noise_std`` on the [0, 1] scale, estimated with scikit-image when None. ``adapt``: the prior
-    adapted to these images by SURE first (no operator to fit)."""
+    adapted to these images by SURE first (no operator to fit). ``volume``: the images are the slices of one
+    volume, their estimates coupled by TV along the slice axis (``z_tv=`` overrides the tuned weight)."""
     from .physics import estimate_noise_std
     from .checks import check_choice, check_image_array, check_positive
 
@@ -204,6 +205,7 @@ def denoise(image, noise_std: float | None = None, *, model=None, method: str = 
     task = get_task("denoise")
     check_choice("method", method, task.methods)
     prior, dev, opts = _setup(model, device, preset, samples, seed, **overrides)
+    opts = volume_options(task, opts, volume)
     _check_fits(prior, dev, opts, "denoise", image, method=method)
     x, single = _batch(image, dev)
     sigma = float(noise_std) if noise_std is not None else estimate_noise_std(x.cpu())

@@ -5,6 +5,7 @@
     python scripts/bench_volume.py --models default,bundled:split --slabs "" --repeat 3   # best of 3 per slice
     python scripts/bench_volume.py --precisions fp32,bf16 --skip-slice --slabs 32   # the network in fp32, then bf16
     python scripts/bench_volume.py --skip-slice --slabs 16 --volume   # one coherent solve of the slab (--volume)
+    python scripts/bench_volume.py --skip-slice --slabs 176 --slab-preset default   # a whole 176 x 256 x 256 volume
 
 For each slab size it runs ``medscore.pipeline.reconstruct_file`` (4x random lines, ``--slab-preset``,
 ``batch_size="auto"``) in a fresh process and reports wall seconds, seconds per slice and the process's peak
@@ -28,15 +29,17 @@ import torch
 
 
 def _slab(n: int, path: Path) -> Path:
-    """The embedded T1's middle axial slices, bilinearly resized to 256x256, n of them, as NIfTI."""
+    """The embedded T1's middle axial slices, bilinearly resized to 256x256, n of them, as NIfTI (more than its 158:
+    all of them, some twice)."""
     import nibabel as nib
     import torch.nn.functional as F
 
     from medscore.io.embedded import load_embedded
 
     vol, affine = load_embedded()
-    z0 = vol.shape[-1] // 2 - n // 2
-    t1 = torch.from_numpy(np.moveaxis(vol[0, :, :, z0:z0 + n], -1, 0).copy())[:, None]
+    depth = vol.shape[-1]  # 158: a longer slab (176, a whole MPRAGE) repeats slices, evenly spread
+    z = np.arange(n) + depth // 2 - n // 2 if n <= depth else np.linspace(0, depth - 1, n).round().astype(int)
+    t1 = torch.from_numpy(np.moveaxis(vol[0][:, :, z], -1, 0).copy())[:, None]
     out = F.interpolate(t1, size=(256, 256), mode="bilinear", align_corners=False)[:, 0].numpy()
     nib.save(nib.Nifti1Image(np.moveaxis(out, 0, -1).astype(np.float32), affine), str(path))
     return path

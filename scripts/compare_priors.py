@@ -4,6 +4,7 @@ Used to decide whether a newly trained prior replaces the bundled one (choices o
 
     python scripts/compare_priors.py --models default,runs/heads-split --split val
     python scripts/compare_priors.py --models default,runs/heads-split --split test --preset default
+    python scripts/compare_priors.py --precisions fp32,bf16 --split test   # one prior, the network in fp32 and bf16
 
 ``default`` is the bundled prior. Each cell: mean PSNR (dB) over the slices, then HFEN. Tasks are
 :data:`medscore.evaluation.specs.TASKS` names; every model sees the same degraded inputs.
@@ -41,23 +42,25 @@ def main() -> None:
     ap.add_argument("--tasks", default="mri-1d-8x,mri-1d-4x,inpaint-70,denoise-0.1")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default="auto", help="comma-separated: auto, fp32, bf16 (a column each)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
     priors = {m: load_prior(None if m == "default" else m).model for m in models}
     names = [s for s in args.scans.split(",") if s == "embedded"]
     names += [s.name for s in available_scans([s for s in args.scans.split(",") if s != "embedded"], print)]
-    print(f"| scan | task | {' | '.join(models)} |")
-    print("|---|---|" + "---|" * len(models))
+    columns = [(m, p) for m in models for p in args.precisions.split(",")]
+    print(f"| scan | task | {' | '.join(m if p == 'auto' else f'{m} {p}' for m, p in columns)} |")
+    print("|---|---|" + "---|" * len(columns))
     for scan in names:
         ref = slices(scan, args.split)
         for task in args.tasks.split(","):
             prob = degrade(TASKS[task], ref, seed=0)
             cells = []
-            for m in models:
+            for m, precision in columns:
                 t0 = time.perf_counter()
-                est, _ = medscore_method(TASKS[task], priors[m], SamplerOptions(preset=args.preset, seed=0),
-                                         denoise_method="tweedie")(prob)
+                opts = SamplerOptions(preset=args.preset, seed=0, precision=precision)
+                est, _ = medscore_method(TASKS[task], priors[m], opts, denoise_method="tweedie")(prob)
                 r, e = ref[:, 0].numpy(), est[:, 0].float().numpy()
                 cells.append(f"{M.psnr(r, e).mean():.2f} / {M.hfen(r, e).mean():.3f} "
                              f"({time.perf_counter() - t0:.0f} s)")

@@ -97,6 +97,38 @@ def test_tv_cs_batched_and_anisotropic():
         assert psnr(x[i, 0], rec[i, 0]) > psnr(x[i, 0], zf[i, 0]) + 5.0
 
 
+def test_3d_tv_gradient_is_adjoint_and_reduces_to_2d_tv_on_identical_slices():
+    """The 3D gradient and its adjoint satisfy <grad x, g> = <x, grad^H g>; on a volume of identical slices 3D TV is
+    the sum of the slices' 2D TV (the differences along the batch vanish)."""
+    from medscore.baselines.cs import _grad, _grad_adjoint, total_variation
+
+    g = torch.Generator().manual_seed(0)
+    x, q = torch.randn(5, 2, 9, 7, generator=g), torch.randn(5, 2, 3, 9, 7, generator=g)
+    lhs, rhs = float((_grad(x, volume=True) * q).sum()), float((x * _grad_adjoint(q)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-5)
+    same = torch.tensor(phantom(), dtype=torch.float32)[None, None].repeat(4, 1, 1, 1)
+    torch.testing.assert_close(total_variation(same, volume=True), total_variation(same))
+    assert float(total_variation(x, volume=True).sum()) > float(total_variation(x).sum())
+
+
+def test_3d_tv_cs_uses_the_neighbouring_slices():
+    """Slices that change slowly, each undersampled by its own lines: 3D TV-CS beats 2D TV-CS, each at its best
+    weight of a grid, by over 1 dB on the mean (it borrows what the neighbours measured), and decreases its
+    3D objective."""
+    x = torch.tensor(np.stack([phantom(shift=s // 2) for s in range(6)]), dtype=torch.float32)[:, None]
+    op = MaskedFFT(torch.stack([line_mask(seed=s, total=12) for s in range(6)])[:, None, None])
+    y = op.A(x)
+
+    def best(volume: bool) -> float:
+        return max(float(np.mean([psnr(x[i, 0], r[i, 0]) for i in range(6)]))
+                   for r in (tv_cs(y, op, lam=lam, n_iter=150, volume=volume) for lam in (1e-3, 3e-3, 1e-2)))
+
+    assert best(True) > best(False) + 1.0
+    history: list[float] = []
+    tv_cs(y, op, lam=3e-3, n_iter=50, volume=True, history=history)
+    assert history[-1] < history[0]
+
+
 def test_wavelet_cs_beats_zero_filled():
     pytest.importorskip("pywt")
     x = torch.tensor(phantom(), dtype=torch.float32)[None, None]

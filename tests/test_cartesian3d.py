@@ -124,15 +124,22 @@ def test_cli_readout_axis_and_volume_on_a_scan(data, tmp_path):
     assert not (tmp_path / "out2.nii.gz").exists()
 
 
-def test_volume_solves_refuse_what_they_cannot_do(data, tmp_path):
-    with pytest.raises(InputError, match="has none"):
-        denoise_file(data["scan"], add_noise=0.1, model=data["model"], out=tmp_path / "d.nii.gz", opts=FAST,
-                     device="cpu", volume=True)
+def test_coherent_denoising_and_adapted_volume_solves_run_on_files(data, tmp_path):
+    """Every task takes --volume now: denoising (TV along z on the denoised slices) and MRI with --adapt (the
+    adaptation's backward pass in network batches) write their outputs with the scan's geometry."""
+    denoise_file(data["scan"], add_noise=0.1, model=data["model"], out=tmp_path / "d.nii.gz", opts=FAST, device="cpu",
+                 volume=True, batch_size=2)
     np.save(tmp_path / "m.npy", asymmetric_mask(SHAPE[1], SHAPE[2]))
-    with pytest.raises(InputError, match="not supported yet"):
-        reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "o.nii.gz",
-                         opts=FAST, device="cpu", volume=True, adapt=True)
-    assert not list(tmp_path.glob("*.nii.gz"))
+    rep = reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "o.nii.gz",
+                           opts=FAST, device="cpu", volume=True, adapt=True, batch_size=2)
+    for name in ("d.nii.gz", "o.nii.gz"):
+        img = nib.load(str(tmp_path / name))
+        assert img.shape == SHAPE and np.allclose(img.affine, nib.load(str(data["scan"])).affine)
+    assert rep.info["adaptation"]["backward_passes"] > 0
+    with pytest.raises(InputError, match="add --volume"):  # a weight without --volume: slices are not coupled
+        reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "z.nii.gz",
+                         opts=SamplerOptions(preset="fast", z_tv=0.01), device="cpu")
+    assert not (tmp_path / "z.nii.gz").exists()
 
 
 def test_a_coherent_file_solve_runs_the_network_in_bounded_batches(data, tmp_path, monkeypatch):
@@ -157,3 +164,21 @@ def test_a_coherent_file_solve_runs_the_network_in_bounded_batches(data, tmp_pat
     reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "o.nii.gz",
                      opts=FAST, device="cpu", volume=True, batch_size=4)
     assert seen and max(seen) <= 4 and sum(seen) % SHAPE[0] == 0
+
+
+def test_a_coherent_solve_that_would_not_fit_is_refused_before_solving(data, tmp_path, monkeypatch):
+    """Free memory for one slice but not for the whole volume's solver state: --volume is refused with one line
+    naming the volume, nothing is written; slice by slice the same scan solves."""
+    import medscore.checks
+    from medscore.pipeline.memory import slice_bytes
+    from medscore.tasks import get_task
+
+    np.save(tmp_path / "m.npy", asymmetric_mask(SHAPE[1], SHAPE[2]))
+    chains = get_task("mri").chains(FAST)
+    monkeypatch.setattr(medscore.checks, "available_memory", lambda: int(1.6 * slice_bytes(SHAPE[1:], 8, chains)))
+    with pytest.raises(InputError, match="coherent solve of 10 slices"):
+        reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "o.nii.gz",
+                         opts=FAST, device="cpu", volume=True, batch_size=1)
+    assert not list(tmp_path.glob("*.nii.gz"))
+    reconstruct_file(data["scan"], tmp_path / "m.npy", axis=0, model=data["model"], out=tmp_path / "o.nii.gz",
+                     opts=FAST, device="cpu", batch_size=1)

@@ -120,7 +120,7 @@ def test_h5_in_all_outputs_out(acq, tmp_path):
     assert info["medscore_version"] == medscore.__version__
     assert info["model"]["name"] == "tiny" and info["model"]["sha256"] == meta["sha256"]
     assert info["preset"] == "fast" and info["sampler"]["sampler"] and info["seed"] == 0
-    assert info["precision"] == "fp32"  # auto on CPU
+    assert info["precision"] == "fp32"  # auto on CPU: bf16 only from 128 x 128 up
     assert info["nfe_per_slice"] == rep.nfe > 0
     assert "inferred" in info["mask"]["source"]
     assert info["mask"]["acceleration"] == pytest.approx(W / acq["mask"].sum(), rel=1e-3)

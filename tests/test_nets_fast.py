@@ -216,7 +216,7 @@ def test_bf16_precision_of_a_score_network_is_close_to_fp32():
     torch.manual_seed(0)
     net = NCSN(1, 8, SIGMAS, conditioning="continuous").eval()
     x, sigma = torch.rand(2, 1, 16, 16), SIGMAS[[0, 3]]
-    assert autocast_score(net, "fp32", "cpu") is net and autocast_score(net, "auto", "cpu") is net
+    assert autocast_score(net, "fp32", "cpu") is net
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # CPUs without native bf16: "emulated, slower"
         expect, out = net(x, sigma), autocast_score(net, "bf16", "cpu")(x, sigma)
@@ -227,10 +227,53 @@ def test_bf16_precision_of_a_score_network_is_close_to_fp32():
 
 
 def test_auto_precision_is_bf16_on_cuda_gpus_with_bf16_only(monkeypatch):
-    """``auto``: fp32 on CPU, bf16 on a CUDA GPU that has it, fp32 on one that does not (no GPU needed: the
-    resolution only reads the device type and the GPU's capability)."""
+    """``auto``: bf16 on a CUDA GPU that has it, fp32 on one that does not (no GPU needed: the resolution only reads
+    the device type and the GPU's capability)."""
     assert resolve_precision("auto", "cpu") is None and resolve_precision("fp32", "cuda") is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_precision("auto", "cuda:0") is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_precision("auto", "cuda") is None and resolve_precision("bf16", "cuda") is torch.bfloat16
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_on_cpu_is_bf16_only_for_measured_2d_networks_on_native_bf16(monkeypatch, native):
+    """``auto`` on CPU: bf16 for medscore's 2D networks (and a level split of them) where the CPU computes bf16
+    natively; fp32 (the score itself, untouched) for 3D networks, plain functions and on CPUs without bf16."""
+    from medscore.nets import accelerate as acc
+    from medscore.nets.level_split import LevelSplitScore
+
+    monkeypatch.setattr(acc, "cpu_has_native_bf16", lambda: native)
+    two = NCSN(1, 4, SIGMAS, conditioning="continuous")
+    three = NCSN(1, 4, SIGMAS, conditioning="continuous", spatial_dims=3)
+    split = LevelSplitScore(two, NCSN(1, 4, SIGMAS, conditioning="continuous"), 0.1)
+
+    def analytic(x, sigma):
+        return -x
+
+    want = torch.bfloat16 if native else None
+    assert resolve_precision("auto", "cpu", two) is want and resolve_precision("auto", "cpu", split) is want
+    assert resolve_precision("auto", "cpu", two, (256, 256)) is want
+    assert resolve_precision("auto", "cpu", two, (120, 120)) is None  # small images: fp32 is faster
+    assert resolve_precision("auto", "cpu", three) is None and resolve_precision("auto", "cpu", analytic) is None
+    assert autocast_score(analytic, "auto", "cpu") is analytic
+    assert (autocast_score(two, "auto", "cpu") is two) is not native
+    small, big = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 128, 128)
+    with torch.no_grad():
+        run = autocast_score(two.eval(), "auto", "cpu")
+        assert torch.equal(run(small, SIGMAS[:1]), two(small, SIGMAS[:1]))  # below the size: the fp32 network
+        assert torch.equal(run(big, SIGMAS[:1]), two(big, SIGMAS[:1])) is not native
+
+
+def test_images_per_call_keeps_cpu_calls_cache_sized_and_chunks_exactly():
+    """On CPU a call holds ``CPU_PIXELS_PER_CALL`` pixels (at least one image); on a GPU the whole batch. The
+    chunked network gives the unchunked result."""
+    from medscore.nets.accelerate import CPU_PIXELS_PER_CALL, chunked_score, images_per_call
+
+    assert images_per_call((128, 128), "cpu") == CPU_PIXELS_PER_CALL // (128 * 128)
+    assert images_per_call((512, 512), "cpu") == 1 and images_per_call((256, 256), "cuda") is None
+    torch.manual_seed(0)
+    net = NCSN(1, 4, SIGMAS, conditioning="continuous").eval()
+    x, sigma = torch.rand(5, 1, 16, 16), SIGMAS[[0, 1, 2, 3, 4]]
+    with torch.no_grad():
+        torch.testing.assert_close(chunked_score(net, 2)(x, sigma), net(x, sigma), rtol=1e-5, atol=1e-6)

@@ -15,7 +15,8 @@ from torch import nn
 
 from medscore.errors import InputError
 from medscore.solvers import SamplerOptions
-from medscore.solvers.slice_coupling import SliceCoupledGuidance, chunked_score, tv_prox_along
+from medscore.nets.accelerate import chunked_score
+from medscore.solvers.slice_coupling import SliceCoupledGuidance, tv_prox_along
 from medscore.tasks import TaskSpec, get_task
 from medscore.training.noise import geometric_sigmas
 
@@ -139,3 +140,56 @@ def test_coupling_needs_whole_slices_and_options_are_checked():
         SamplerOptions(z_tv=-1.0)
     with pytest.raises(InputError, match="network_batch"):
         SamplerOptions(network_batch=0)
+
+
+def _tiny_adapted():
+    from medscore.nets import NCSN
+    from medscore.solvers.adapt import Adaptation, AdaptedPrior
+
+    torch.manual_seed(0)
+    net = NCSN(1, 4, geometric_sigmas(1.0, 0.01, 4), conditioning="continuous").double()  # fp64: SURE's finite
+    with torch.no_grad():  # difference would amplify fp32 rounding; non-trivial biases: no gradient is zero
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, dtype=p.dtype))
+    return AdaptedPrior(net, Adaptation(lr=1e-2, denoise_steps=2))
+
+
+def test_adaptation_backward_in_network_batches_equals_the_whole_batch():
+    """A volume's adaptation step with the network's graph held for 2 rows at a time moves the parameters as the
+    step on the whole batch does (and counts its extra forward pass); so does the chunked SURE fit."""
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.rand(5, 1, 16, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    sigma = torch.full((5,), 0.1, dtype=torch.float64)
+
+    def fidelity(x0: torch.Tensor) -> torch.Tensor:
+        return (x0 - y).pow(2).flatten(1).mean(1)
+
+    whole, chunked = _tiny_adapted(), _tiny_adapted()
+    whole._step(whole, fidelity, x, sigma)
+    chunked._step(chunked, fidelity, x, sigma, rows=2)
+    for a, b, a0 in zip(whole.theta, chunked.theta, whole.theta0):
+        assert float((a - a0).detach().abs().max()) > 0  # the step moved them
+        np.testing.assert_allclose(a.detach(), b.detach(), rtol=1e-8, atol=1e-10)
+    assert chunked.forward_passes == whole.forward_passes + 1
+    whole, chunked = _tiny_adapted(), _tiny_adapted()
+    whole.fit_sure(x, 0.1)
+    chunked.fit_sure(x, 0.1, rows=2)
+    for a, b in zip(whole.theta, chunked.theta):
+        np.testing.assert_allclose(a.detach(), b.detach(), rtol=1e-6, atol=1e-9)
+
+
+def test_coherent_denoising_of_a_volume_that_does_not_change_along_z_removes_more_noise():
+    """Identical clean slices, independent noise: the exact Gaussian posterior mean of each slice (Tweedie with the
+    analytic score) keeps the noise that differs between slices; TV along z on those estimates takes most of it
+    out, the estimate moves toward the clean volume and the through-plane differences shrink."""
+    task = get_task("denoise")
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(1, 1, 16, 16, generator=g).repeat(8, 1, 1, 1)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    model = WhiteGaussian()
+    plain = task.solve(model, noisy, 0.1, SamplerOptions(preset="fast"), flip_average=False, transpose=False).mean
+    coupled = task.solve(model, noisy, 0.1, SamplerOptions(preset="fast", z_tv=0.05), flip_average=False,
+                         transpose=False).mean
+    target = clean / (1 + 0.1**2)  # the estimate of a noiseless slice under this prior
+    assert float((coupled - target).pow(2).mean()) < 0.5 * float((plain - target).pow(2).mean())
+    assert float((coupled[1:] - coupled[:-1]).abs().mean()) < 0.5 * float((plain[1:] - plain[:-1]).abs().mean())

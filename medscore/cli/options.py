@@ -29,8 +29,8 @@ AdaptOpt = Annotated[bool, typer.Option("--adapt/--no-adapt", help="test-time ad
                                                                    "parameters to this scan during the solve (about "
                                                                    "2.5x the network cost; see the README)")]
 VolumeOpt = Annotated[bool, typer.Option("--volume/--slices", help="solve all slices together, coupled along the "
-                                                                    "slice axis (TV in every data step; MRI and "
-                                                                    "inpainting); --slices: each on its own")]
+                                                                    "slice axis (TV in every data step; denoising: "
+                                                                    "on the estimate); --slices: each on its own")]
 SaveAdaptedOpt = Annotated[Optional[Path], typer.Option(help="with --adapt: a new folder for the adapted prior "
                                                               "(--model DIR loads it for the next scan)")]
 SeriesOpt = Annotated[Optional[str], typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder "

@@ -139,7 +139,7 @@ def denoise_command(
                                              "noise level; 'langevin' is its old name)")] = "tweedie",
     model: ModelOpt = None, out: OutOpt = None, axis: AxisOpt = 2, batch_size: BatchOpt = "auto",
     device: DeviceOpt = "auto", series: SeriesOpt = None, adapt: AdaptOpt = False,
-    save_adapted: SaveAdaptedOpt = None, *, opts: Any = None,
+    save_adapted: SaveAdaptedOpt = None, volume: VolumeOpt = False, *, opts: Any = None,
 ) -> None:
     """Denoising of a scan (or of a simulated noisy copy with --add-noise)."""
     with handle_errors():
@@ -155,7 +155,7 @@ def denoise_command(
         _dispatch("denoise", scan, out, axis, batch_size, dict(
             noise_std=noise_std, add_noise=add_noise, noise_seed=opts.seed, method=method, model=model,
             out=out, opts=opts, axis=axis, batch_size=batch_size, device=device, series_uid=series, adapt=adapt,
-            save_adapted=save_adapted))
+            save_adapted=save_adapted, volume=volume))
 
 
 @solver_command(without=("samples", "sigma_start"))

@@ -8,6 +8,7 @@ faster afterwards, so ``"auto"`` compiles on CUDA only.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PRECISIONS", "accelerate", "autocast_score", "cpu_has_native_bf16", "inference_layout", "is_compiled",
-           "resolve_precision", "score_inference"]
+__all__ = ["PRECISIONS", "CPU_BF16_MIN_PIXELS", "CPU_PIXELS_PER_CALL", "accelerate", "autocast_score", "chunked_score",
+           "cpu_has_native_bf16", "images_per_call", "inference_layout", "is_compiled", "resolve_precision",
+           "score_inference"]
 
-#: ``precision`` choices of the solvers: ``auto`` = bf16 on CUDA GPUs that support it, fp32 elsewhere
+#: ``precision`` choices of the solvers: ``auto`` = bf16 where the hardware computes it (see resolve_precision)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -105,14 +107,26 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``: ``None`` for fp32. ``auto`` is bf16 on CUDA GPUs with
-    bf16 and fp32 on CPU (bf16 there changes PSNR by a few hundredths of a dB, docs/benchmarks.md, so it is asked
-    for, not implied). ``bf16`` on a CPU without native bf16 warns that it will be slower."""
+#: smallest image (pixels) that ``auto`` runs in bf16 on CPU: oneDNN's bf16 convolutions of the default prior were
+#: 1.5-1.9x faster than fp32 from 128 x 128 up and 1.5x slower below (84 x 104, 112 x 112, 120 x 120, 128 x 96),
+#: 2-core AVX512-BF16 EPYC, docs/benchmarks.md
+CPU_BF16_MIN_PIXELS = 128 * 128
+
+
+def resolve_precision(precision: str, device: torch.device | str, model: Any = None,
+                      shape: tuple[int, ...] | None = None) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``: ``None`` for fp32.
+
+    ``auto`` is bf16 on CUDA GPUs with bf16, and on CPUs that compute bf16 natively (AVX512-BF16, AMX) for the
+    networks medscore has measured in bf16 (``model.bf16_inference``: its 2D NCSN / NCSNv2 score networks, 0.04 dB
+    at most from fp32 on the external test slices) on images of ``shape`` (H, W) of at least
+    :data:`CPU_BF16_MIN_PIXELS` (where it is faster; None: any size); fp32 for anything else (an analytic score, a
+    user's model, an adapted prior, whose gradient steps stay in fp32). ``bf16`` on a CPU without native bf16 warns
+    that it will be slower."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     kind = torch.device(device).type
-    if precision == "fp32" or (precision == "auto" and not (kind == "cuda" and torch.cuda.is_bf16_supported())):
+    if precision == "fp32" or (precision == "auto" and not _auto_is_bf16(kind, model, shape)):
         return None
     if kind == "cpu" and not cpu_has_native_bf16():
         warnings.warn("bf16 asked for on a CPU without AVX512-BF16/AMX: PyTorch emulates it, slower than fp32",
@@ -120,21 +134,64 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     return torch.bfloat16
 
 
-def autocast_score(score: Callable[[Tensor, Tensor], Tensor], precision: str,
-                   device: torch.device | str) -> Callable[[Tensor, Tensor], Tensor]:
-    """``score`` run under autocast at ``precision`` (:func:`resolve_precision`), its output in the input's dtype;
-    ``score`` itself for fp32. Convolutions then run in bf16; instance norm++ keeps its statistics in fp32."""
-    dtype = resolve_precision(precision, device)
+def _auto_is_bf16(kind: str, model: Any, shape: tuple[int, ...] | None) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported()
+    big_enough = shape is None or math.prod(int(n) for n in shape[-2:]) >= CPU_BF16_MIN_PIXELS
+    return kind == "cpu" and bool(getattr(model, "bf16_inference", False)) and big_enough and cpu_has_native_bf16()
+
+
+def autocast_score(score: Callable[[Tensor, Tensor], Tensor], precision: str, device: torch.device | str, *,
+                   model: Any = None) -> Callable[[Tensor, Tensor], Tensor]:
+    """``score`` run under autocast at ``precision`` (:func:`resolve_precision` for ``model``, by default ``score``
+    itself, and each call's image size), its output in the input's dtype; ``score`` itself for fp32. Convolutions
+    then run in bf16; instance norm++ keeps its statistics in fp32."""
+    model = score if model is None else model
+    dtype = resolve_precision(precision, device, model)
     if dtype is None:
         return score
     kind = torch.device(device).type
+    by_size = precision == "auto" and kind == "cpu"  # auto on CPU: bf16 only where it is faster
 
     def run(x: Tensor, sigma: Tensor) -> Tensor:
+        if by_size and resolve_precision(precision, device, model, tuple(x.shape[-2:])) is None:
+            return score(x, sigma)
         with torch.autocast(kind, dtype=dtype):
             out = score(x, sigma)
         return out.to(x.dtype)
 
     return run
+
+
+def chunked_score(score: Callable[[Tensor, Tensor], Tensor],
+                  rows: int | None) -> Callable[[Tensor, Tensor], Tensor]:
+    """``score`` evaluated ``rows`` batch rows at a time (the plain ``score`` for None or a larger batch)."""
+    if rows is None:
+        return score
+
+    def chunked(x: Tensor, sigma: Tensor) -> Tensor:
+        if x.shape[0] <= rows:
+            return score(x, sigma)
+        return torch.cat([score(x[i:i + rows], sigma[i:i + rows]) for i in range(0, x.shape[0], rows)])
+
+    return chunked
+
+
+#: pixels per network call on CPU: the convolutions of one call must stay in the caches. Per-image forward time of
+#: the default prior on a 2-core AVX512 EPYC (fp32 / bf16, ms): 128 x 128 batch 1 / 2 / 4: 50 / 40 / 45, 29 / 26 / 25;
+#: 192 x 176: 73 / 82 / 97, 52 / 50 / 60; 256 x 256: 141 / 185 / 258, 91 / 108 / 96 (docs/benchmarks.md)
+CPU_PIXELS_PER_CALL = 2 * 128 * 128
+
+
+def images_per_call(shape: tuple[int, ...], device: torch.device | str) -> int | None:
+    """Images of ``shape`` (H, W) per network call: a cache-sized batch on CPU (at least one), None (the whole
+    batch) on a GPU."""
+    if torch.device(device).type != "cpu":
+        return None
+    pixels = 1
+    for n in shape:
+        pixels *= int(n)
+    return max(1, CPU_PIXELS_PER_CALL // pixels)
 
 
 def score_inference(model: nn.Module, x: Tensor, sigma: Tensor | float, precision: str = "auto") -> Tensor:

@@ -50,6 +50,7 @@ class LevelSplitScore(nn.Module):
         self.in_channels = getattr(fine, "in_channels", 1)
         self.spatial_dims = getattr(fine, "spatial_dims", 2)
         self.flip_invariant = bool(getattr(coarse, "flip_invariant", True) and getattr(fine, "flip_invariant", True))
+        self.bf16_inference = bool(getattr(coarse, "bf16_inference", False) and getattr(fine, "bf16_inference", False))
         if getattr(fine, "presets", None) is not None:
             self.presets = fine.presets
 

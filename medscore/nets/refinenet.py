@@ -87,6 +87,8 @@ class RefineNetScore(nn.Module):
         self.scale_by_sigma = scale_by_sigma
         self.embed_dim = embed_dim
         self.spatial_dims = d = spatial_dims
+        # 2D networks were measured in bf16 (0.05 dB at most, docs/benchmarks.md): `auto` precision may use it on CPU
+        self.bf16_inference = d == 2
         cond_dim = {"index": len(sigmas), "continuous": embed_dim, "none": 0}[conditioning]
         if conditioning == "continuous":
             self.register_buffer("freqs", torch.arange(1, embed_dim // 2 + 1, dtype=torch.float32) * math.pi)

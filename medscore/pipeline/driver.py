@@ -26,7 +26,7 @@ from ..priors.adapted import save_adapted_prior
 from ..solvers import SamplerOptions
 from ..solvers.adapt import Adaptation, AdaptedPrior
 from ..tasks import Stack, StackSolve, Task, TaskInputs, get_task, volume_options
-from .memory import free_memory, model_width, resolve_batch_size, slice_bytes
+from .memory import free_memory, model_width, resolve_batch_size, slice_bytes, volume_bytes
 from .outputs import OutputPlan, RunReport
 from .stream import Progress, Streamed, batch_options, channel_magnitude, first_channel, stream
 
@@ -97,7 +97,7 @@ def solve_scan(task: Task | str, source: Source, inputs: TaskInputs | None = Non
     inputs = inputs if inputs is not None else task.inputs_type()
     task.check_inputs(inputs)
     asked, adapt = adapt, check_adaptation(task, adapt, save_adapted)
-    opts = volume_options(task, opts or SamplerOptions(), volume, adapt)
+    opts = volume_options(task, opts or SamplerOptions(), volume)
     with source.open(), open_inputs(inputs, source) as (opened, files):
         plan = source.output_plan(out, task, files)
         dev = resolve_device(device)
@@ -150,6 +150,18 @@ def _check_memory(task: Task, source: Source, prior: Any, opts: SamplerOptions, 
                        f"one {h} x {w} slice with {chains} chain(s)", "lower --samples (samples=) or free memory")
 
 
+def _check_volume_memory(n: int, shape: tuple[int, int], bs: int, prior: Any, prepared: StackSolve, source: Source,
+                         device: Any) -> None:
+    """Before a coherent solve: the whole volume's solver state and one network batch fit in free memory."""
+    src_shape = getattr(getattr(source, "src", None), "shape", ())
+    coils = src_shape[1] if len(src_shape) == 4 else 0
+    need = (bs * slice_bytes(shape, model_width(prior.meta), prepared.chains, prepared.channels)
+            + volume_bytes(n, shape, prepared.chains, prepared.channels, coils))
+    free = free_memory(device) if getattr(device, "type", "cpu") == "cuda" else None
+    check_memory(f"a coherent solve of {n} slices of {shape[0]} x {shape[1]}", need,
+                 "solve slice by slice (--slices), lower --batch-size, or free memory", free)
+
+
 def _stream(prepared: StackSolve, source: Source, prior: Any, net: Any, opts: SamplerOptions, batch_size: int | str,
             device: Any, progress: Progress | None, volume: bool = False) -> Streamed:
     """Every slice through the prepared solver with the score model ``net`` (the prior's, or its adapted copy), in
@@ -159,6 +171,7 @@ def _stream(prepared: StackSolve, source: Source, prior: Any, net: Any, opts: Sa
     bs = resolve_batch_size(batch_size, n, shape, device, model_width(prior.meta), prepared.chains,
                             channels=prepared.channels)
     if volume:
+        _check_volume_memory(n, shape, bs, prior, prepared, source, device)
         opts, bs = dataclasses.replace(opts, network_batch=bs * prepared.chains), n
     reduce = channel_magnitude if prepared.channels == 2 else first_channel
     return stream(n, shape, lambda sl, cb: prepared.solve(net, sl, batch_options(opts, sl), cb), bs,

@@ -118,9 +118,10 @@ def save_sidecar(path: str | Path, info: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
+def run_info(prior: Any, opts: Any, task: str = "mri", shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """The sidecar's version, model (name, weights SHA-256, input channels), preset, sampler, network precision
-    and seed for a run of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model)."""
+    and seed for a run of ``opts`` (:class:`~medscore.solvers.SamplerOptions`) with ``prior`` (a loaded model) on
+    slices of ``shape`` (H, W)."""
     from ..priors.store import bundled_label
     from ..nets.accelerate import resolve_precision
     from ..solvers import presets_of
@@ -132,7 +133,7 @@ def run_info(prior: Any, opts: Any, task: str = "mri") -> dict[str, Any]:
     preset = opts.resolve(task, presets_of(prior.model))
     sampler = {k: v for k, v in preset.to_dict().items() if k not in ("tasks", "note")}
     device = next(prior.model.parameters()).device
-    precision = "fp32" if resolve_precision(opts.precision, device) is None else "bf16"
+    precision = "fp32" if resolve_precision(opts.precision, device, prior.model, shape) is None else "bf16"
     return {"medscore_version": __version__, "model": model, "preset": preset.name, "sampler": sampler,
             "precision": precision, "seed": opts.seed}
 

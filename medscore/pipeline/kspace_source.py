@@ -168,7 +168,7 @@ class KSpaceSource:
         st = self.stacked
         assert st is not None and self.src is not None
         report.task = "mri-kspace" if self.single_coil else MULTICOIL_KEY
-        sidecar = {**run_info(info["prior"], info["opts"], MULTICOIL_KEY), "task": report.task,
+        sidecar = {**run_info(info["prior"], info["opts"], MULTICOIL_KEY, self.slice_shape), "task": report.task,
                    "input": {"file": self.src.path.name, "shape": list(self.file_shape),
                              **({} if self.readout_axis is None else {"readout_axis": self.readout_axis})},
                    "mask": {"source": _mask_source(info["raw"].mask), "acceleration": round(acceleration(st.mask), 4)},

@@ -12,9 +12,9 @@ import torch
 
 from ..checks import available_memory, check_batch_size
 
-__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "free_memory", "slice_bytes",
-           "auto_batch_size", "resolve_batch_size",
-           "model_width"]
+__all__ = ["BYTES_PER_PIXEL_CHANNEL", "MAX_AUTO_BATCH", "MAX_AUTO_BATCH_CPU", "VOLUME_BYTES_PER_PIXEL",
+           "COIL_BYTES_PER_PIXEL", "free_memory", "slice_bytes", "volume_bytes", "auto_batch_size",
+           "resolve_batch_size", "model_width"]
 
 BYTES_PER_PIXEL_CHANNEL = 128
 MAX_AUTO_BATCH = 32
@@ -39,6 +39,20 @@ def slice_bytes(shape: tuple[int, int], ngf: int, chains: int, channels: int = 1
     h, w = shape
     # the networks pad slices to a multiple of 4
     return BYTES_PER_PIXEL_CHANNEL * (h + 3) // 4 * 4 * ((w + 3) // 4 * 4) * max(1, ngf) * max(1, chains) * channels
+
+
+#: bytes per pixel, chain and image channel that a coherent volume solve keeps for every slice besides the network's
+#: working memory (the iterate, its denoised estimate, the measurements, the TV steps' buffers): measured 61 (peak RSS
+#: 0.80 -> 0.93 GB from 8 to 32 slices of 256 x 256, docs/benchmarks.md), doubled for margin
+VOLUME_BYTES_PER_PIXEL = 128
+#: bytes per pixel and coil of multi-coil data held for the whole volume: k-space and maps, complex64
+COIL_BYTES_PER_PIXEL = 16
+
+
+def volume_bytes(n: int, shape: tuple[int, int], chains: int, channels: int = 1, coils: int = 0) -> int:
+    """Estimated bytes that a coherent solve of ``n`` slices holds besides one network batch."""
+    h, w = shape
+    return n * h * w * (VOLUME_BYTES_PER_PIXEL * max(1, chains) * channels + COIL_BYTES_PER_PIXEL * coils)
 
 
 def auto_batch_size(n: int, shape: tuple[int, int], device: torch.device, ngf: int, chains: int,

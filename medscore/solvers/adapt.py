@@ -13,7 +13,8 @@ affine maps: a level-independent shift of every feature map's gamma, alpha and b
 with ``x0`` the denoised estimate of the level's iterate re-noised to the next level. The
 anchor keeps them near the pretrained values ``theta_0``; the pretrained weights never change (the adapted network
 is a copy). One :class:`AdaptedPrior` is shared by every batch of a scan, so all slices adapt one parameter set
-and memory stays that of one batch (plus the backward pass of its network call).
+and memory stays that of one batch (plus the backward pass of its network call); a whole volume solved coherently
+is one batch, and its backward pass runs a network batch at a time.
 
 Each adapted level costs one more forward and one backward pass: after the sampler's level, the adaptation step
 denoises the iterate in its own orientation (the sampler's flip ensemble keeps flipping its own evaluations).
@@ -144,49 +145,57 @@ class AdaptedPrior(nn.Module):
         return sum(((p - p0) ** 2).sum() for p, p0 in zip(self.theta, self.theta0)) / self._scale0  # type: ignore
 
     def after_levels(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], levels: Tensor,
-                     callback: Callable[[int, int, Tensor], None] | None) -> Callable[[int, int, Tensor], None]:
+                     callback: Callable[[int, int, Tensor], None] | None,
+                     rows: int | None = None) -> Callable[[int, int, Tensor], None]:
         """A sampler callback that adapts after level ``i`` on the iterate ``x`` it is given: ``steps`` gradient
         steps of the fidelity of ``x``'s denoised estimate at the next level (``score`` is this model's plain
         score, in the image's own orientation: the sampler's flip ensemble is free to flip its own calls), then
-        ``callback``. Levels below ``min_sigma`` do not adapt."""
+        ``callback``. Levels below ``min_sigma`` do not adapt. ``rows``: the network's backward pass runs that many
+        rows of the batch at a time (a whole volume solved coherently; see :meth:`_chunked_backward`)."""
 
         def after(i: int, total: int, x: Tensor) -> None:
             sigma = levels[min(i + 1, len(levels) - 1)]
             if float(sigma) >= self.settings.min_sigma:
                 s = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
                 for _ in range(self.settings.steps):
-                    self._step(score, fidelity, self._renoised(x, float(sigma)), s)
+                    self._step(score, fidelity, self._renoised(x, float(sigma)), s, rows)
             if callback is not None:
                 callback(i, total, x)
 
         return after
 
-    def fit_sure(self, y: Tensor, noise_std: float) -> None:
+    def fit_sure(self, y: Tensor, noise_std: float, rows: int | None = None) -> None:
         """Denoising has no operator to fit; Stein's unbiased risk estimate of the Tweedie denoiser
         ``D(y) = y + s^2 score(y, s)`` stands in for the error it cannot see (Ramani et al., IEEE TIP 2008):
 
             SURE = ||D(y) - y||^2 / n - s^2 + 2 s^2 div D(y) / n,    div D(y) ~ b . (D(y + eps b) - D(y)) / eps
 
         with one Gaussian probe ``b`` per step from the adaptation's generator. ``denoise_steps`` Adam steps on
-        ``SURE / s^2 + anchor * penalty`` at ``denoise_lr``; each costs two forward and two backward passes."""
-        s = torch.full((y.shape[0],), float(noise_std), device=y.device, dtype=y.dtype)
+        ``SURE / s^2 + anchor * penalty`` at ``denoise_lr``; each costs two forward and two backward passes.
+        ``rows``: the loss, a mean over slices, is backpropagated that many slices at a time (a whole volume)."""
         eps = 1e-3 * max(float(y.abs().max()), 1e-6)
-        n = y[0].numel()
+        chunks = [slice(i, i + (rows or len(y))) for i in range(0, len(y), rows or len(y))]
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.denoise_lr
         for _ in range(self.settings.denoise_steps):
             b = torch.randn(y.shape, generator=self.generator, dtype=y.dtype).to(y.device)
             with torch.enable_grad():
-                d = y + noise_std**2 * self.net(y, s)
-                d_probe = y + eps * b + noise_std**2 * self.net(y + eps * b, s)
-                div = (b * (d_probe - d)).flatten(1).sum(1) / eps
-                sure = ((d - y) ** 2).flatten(1).sum(1) / n - noise_std**2 + 2 * noise_std**2 * div / n
-                loss = sure.mean() / noise_std**2 + self.settings.anchor * self.penalty()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (self.settings.anchor * self.penalty()).backward()
+                for c in chunks:
+                    (self._sure(y[c], b[c], noise_std, eps).sum() / (len(y) * noise_std**2)).backward()
                 self.optimizer.step()
             self.forward_passes += 2
             self.backward_passes += 2
+
+    def _sure(self, y: Tensor, b: Tensor, noise_std: float, eps: float) -> Tensor:
+        """SURE of each slice of ``y`` with the probe ``b`` (see :meth:`fit_sure`), with its graph."""
+        s = torch.full((y.shape[0],), float(noise_std), device=y.device, dtype=y.dtype)
+        n = y[0].numel()
+        d = y + noise_std**2 * self.net(y, s)
+        d_probe = y + eps * b + noise_std**2 * self.net(y + eps * b, s)
+        div = (b * (d_probe - d)).flatten(1).sum(1) / eps
+        return ((d - y) ** 2).flatten(1).sum(1) / n - noise_std**2 + 2 * noise_std**2 * div / n
 
     def _renoised(self, x: Tensor, sigma: float) -> Tensor:
         """``x`` plus fresh noise of std ``sigma`` from the adaptation's own generator (``x`` without renoise)."""
@@ -194,16 +203,38 @@ class AdaptedPrior(nn.Module):
             return x
         return x + sigma * torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
 
-    def _step(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], x: Tensor, sigma: Tensor) -> Tensor:
-        """One forward and backward pass; the parameters move by one Adam step; returns the score."""
+    def _step(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], x: Tensor, sigma: Tensor,
+              rows: int | None = None) -> Tensor:
+        """One forward and backward pass (``rows`` at a time when the batch is larger); the parameters move by one
+        Adam step; returns the score."""
+        xd = x.detach()
+        sig = sigma.reshape(-1, *([1] * (x.ndim - 1))) if isinstance(sigma, Tensor) else sigma
         with torch.enable_grad():
-            xd = x.detach()
-            out = score(xd, sigma)
-            sig = sigma.reshape(-1, *([1] * (x.ndim - 1))) if isinstance(sigma, Tensor) else sigma
-            loss = fidelity(xd + sig**2 * out).mean() + self.settings.anchor * self.penalty()
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if rows is not None and x.shape[0] > rows:
+                out = self._chunked_backward(score, fidelity, xd, sigma, sig, rows)
+            else:
+                out = score(xd, sigma)
+                loss = fidelity(xd + sig**2 * out).mean() + self.settings.anchor * self.penalty()
+                loss.backward()
             self.optimizer.step()
         self.forward_passes += 1
         self.backward_passes += 1
         return out.detach()
+
+    def _chunked_backward(self, score: ScoreFn, fidelity: Callable[[Tensor], Tensor], xd: Tensor, sigma: Tensor,
+                          sig: Tensor | float, rows: int) -> Tensor:
+        """The gradient of the whole batch's loss with the network's graph held for ``rows`` rows only: the score
+        without a graph, the loss's gradient with respect to it, then per chunk the score again and its
+        vector-Jacobian product with that gradient (one more forward pass, counted). Equal to the plain backward
+        pass up to summation order."""
+        chunks = [slice(i, i + rows) for i in range(0, xd.shape[0], rows)]
+        with torch.no_grad():
+            out = torch.cat([score(xd[c], sigma[c]) for c in chunks])
+        out.requires_grad_(True)
+        loss = fidelity(xd + sig**2 * out).mean() + self.settings.anchor * self.penalty()
+        loss.backward()  # the anchor's gradient reaches theta, the fidelity's stops at `out`
+        for c in chunks:
+            score(xd[c], sigma[c]).backward(out.grad[c])
+        self.forward_passes += 1
+        return out

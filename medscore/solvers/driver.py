@@ -18,14 +18,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..nets.accelerate import autocast_score
+from ..nets.accelerate import autocast_score, chunked_score, images_per_call
 from ..rng import Generators, randn
 from ..sampling import Guidance, Preset, preset_table, select_levels
 from ..sampling.pnp import alternate_chain_flips
 from ..errors import InputError
 from .adapt import AdaptedPrior
 from .options import SamplerOptions
-from .slice_coupling import SliceCoupledGuidance, chunked_score
+from .slice_coupling import SliceCoupledGuidance
 
 __all__ = ["SolverResult", "score_function", "solve", "sample", "presets_of", "model_sigmas", "repeat_chains",
            "ScoreModel", "LevelCallback", "GuidanceFactory"]
@@ -53,17 +53,19 @@ class SolverResult:
 
 
 
-def score_function(model: ScoreModel, complex_image: bool = False) -> ScoreModel:
+def score_function(model: ScoreModel, complex_image: bool = False, images_per_call: int | None = None) -> ScoreModel:
     """Score of a one-channel prior; for complex images (real, imag channels) the prior is applied to
     each channel separately (the "RI" variant of score-MRI), batched into one network call. A complex
-    prior (``model.in_channels == 2``) takes the image as is."""
+    prior (``model.in_channels == 2``) takes the image as is. ``images_per_call``: the network runs that many
+    images at a time (:func:`~medscore.nets.accelerate.images_per_call`; None: the whole batch)."""
     channels = getattr(model, "in_channels", 1)
+    net = chunked_score(model, images_per_call)
     if not complex_image or channels == 2:
-        return model
+        return net
 
     def score(x: Tensor, sigma: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        out = model(x.reshape(b * c, 1, h, w), sigma.repeat_interleave(c))
+        out = net(x.reshape(b * c, 1, h, w), sigma.repeat_interleave(c))
         return out.reshape(b, c, h, w)
 
     return score
@@ -117,16 +119,18 @@ def solve(model: ScoreModel, x0: Tensor, opts: SamplerOptions, task: str, make_g
     if warm:
         x = x + float(levels[0]) * randn(x.shape, g, dtype=x.dtype, device=x.device)
     cb = None if callback is None else (lambda i, total, _x: callback(i, total))
-    score = chunked_score(autocast_score(score_function(model, complex_image), opts.precision, x0.device),
-                          opts.network_batch)
+    per_call = images_per_call(x0.shape[-2:], x0.device)
+    score = chunked_score(autocast_score(score_function(model, complex_image, per_call), opts.precision, x0.device,
+                                         model=model), opts.network_batch)
     if preset.settings.get("flips"):
         score = alternate_chain_flips(score, n)  # the chains of one image: complementary flips at every level
     guidance = make_guidance(g, n, preset)
     if opts.z_tv and b > 1 and guidance is not None:  # the batch is one volume: couple neighbouring slices
         guidance = SliceCoupledGuidance(guidance, opts.z_tv, chains=n)
     if isinstance(model, AdaptedPrior):  # one adaptation step after every level, on the image as it stands
-        plain = autocast_score(score_function(model, complex_image), opts.precision, x0.device)
-        cb = model.after_levels(plain, _fidelity_of(guidance), levels, cb)
+        plain = autocast_score(score_function(model, complex_image, per_call), opts.precision, x0.device,
+                               model=model)
+        cb = model.after_levels(plain, _fidelity_of(guidance), levels, cb, rows=opts.network_batch)
     res = sampler(score, x, levels, guidance=guidance, generator=g, callback=cb, sigma_ref=float(sigmas[-1]))
     out = res.x.reshape(b, n, *x0.shape[1:])
     std = out.std(dim=1, unbiased=True) if n > 1 else None

@@ -244,16 +244,17 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def volume_options(task: Task, opts: SamplerOptions, volume: bool, adapt: Any = None) -> SamplerOptions:
+def volume_options(task: Task, opts: SamplerOptions, volume: bool) -> SamplerOptions:
     """``opts`` for a coherent volume solve: the slice coupling's weight (the caller's ``z_tv``, else the task's
-    tuned ``volume_z_tv``); checked before anything is loaded."""
+    tuned ``volume_z_tv``); checked before anything is loaded. A weight without ``volume`` is refused: the batches
+    of a slice-by-slice solve are not volumes."""
     if not volume:
+        if opts.z_tv is not None:
+            raise InputError("--z-tv (z_tv=) weights the coupling of a coherent volume solve: add --volume "
+                             "(volume=True)")
         return opts
     if task.volume_z_tv is None:
         raise InputError(f"--volume (volume=) couples the data steps of the slices: {task.label} has none")
-    if adapt is not None:
-        raise InputError("--volume with --adapt is not supported yet: adapt slice by slice, or solve the volume "
-                         "coherently without adaptation")
     return dataclasses.replace(opts, z_tv=task.volume_z_tv if opts.z_tv is None else opts.z_tv)
 
 
