@@ -8,6 +8,7 @@ faster afterwards, so ``"auto"`` compiles on CUDA only.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -97,9 +98,11 @@ def is_compiled(model: nn.Module) -> bool:
     return isinstance(fwd, _FallbackForward) and not fwd.failed
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, from ``/proc/cpuinfo``; False where that
-    cannot be read). Without them PyTorch emulates bf16 and it is slower than fp32."""
+    cannot be read; read once per process: ``auto`` asks at every network call). Without them PyTorch emulates bf16
+    and it is slower than fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
