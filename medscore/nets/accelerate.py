@@ -191,10 +191,7 @@ def images_per_call(shape: tuple[int, ...], device: torch.device | str) -> int |
     batch) on a GPU."""
     if torch.device(device).type != "cpu":
         return None
-    pixels = 1
-    for n in shape:
-        pixels *= int(n)
-    return max(1, CPU_PIXELS_PER_CALL // pixels)
+    return max(1, CPU_PIXELS_PER_CALL // math.prod(int(n) for n in shape[-2:]))
 
 
 def score_inference(model: nn.Module, x: Tensor, sigma: Tensor | float, precision: str = "auto") -> Tensor:

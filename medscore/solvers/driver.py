@@ -53,13 +53,13 @@ class SolverResult:
 
 
 
-def score_function(model: ScoreModel, complex_image: bool = False, images_per_call: int | None = None) -> ScoreModel:
+def score_function(model: ScoreModel, complex_image: bool = False, per_call: int | None = None) -> ScoreModel:
     """Score of a one-channel prior; for complex images (real, imag channels) the prior is applied to
     each channel separately (the "RI" variant of score-MRI), batched into one network call. A complex
-    prior (``model.in_channels == 2``) takes the image as is. ``images_per_call``: the network runs that many
-    images at a time (:func:`~medscore.nets.accelerate.images_per_call`; None: the whole batch)."""
+    prior (``model.in_channels == 2``) takes the image as is. ``per_call``: the network runs that many images at a
+    time (:func:`~medscore.nets.accelerate.images_per_call`; None: the whole batch)."""
     channels = getattr(model, "in_channels", 1)
-    net = chunked_score(model, images_per_call)
+    net = chunked_score(model, per_call)
     if not complex_image or channels == 2:
         return net
 
