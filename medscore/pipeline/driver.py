@@ -153,8 +153,7 @@ def _check_memory(task: Task, source: Source, prior: Any, opts: SamplerOptions, 
 def _check_volume_memory(n: int, shape: tuple[int, int], bs: int, prior: Any, prepared: StackSolve, source: Source,
                          device: Any) -> None:
     """Before a coherent solve: the whole volume's solver state and one network batch fit in free memory."""
-    src_shape = getattr(getattr(source, "src", None), "shape", ())
-    coils = src_shape[1] if len(src_shape) == 4 else 0
+    coils = getattr(source, "coils", 0)  # measured multi-coil k-space: its data and maps are held for every slice
     need = (bs * slice_bytes(shape, model_width(prior.meta), prepared.chains, prepared.channels)
             + volume_bytes(n, shape, prepared.chains, prepared.channels, coils))
     free = free_memory(device) if getattr(device, "type", "cpu") == "cuda" else None

@@ -138,6 +138,12 @@ class KSpaceSource:
         return len(self.src.shape) == 3
 
     @property
+    def coils(self) -> int:
+        """Receive coils of the opened file (0 for single-coil k-space)."""
+        assert self.src is not None, "open the source first"
+        return 0 if self.single_coil else int(self.src.shape[1])
+
+    @property
     def slice_shape(self) -> tuple[int, int]:
         assert self.src is not None, "open the source first"
         return self.src.shape[-2:]  # type: ignore[return-value]
