@@ -99,9 +99,12 @@ def _device(device: str, world: int) -> str:
     return device
 
 
-def _init_group(world: int, device: str) -> None:
+def _init_group(world: int, device: str) -> bool:
+    """The process group of a torchrun launch, unless one exists; whether this call created it."""
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        return True
+    return False
 
 
 def _solve_share(task: str, mine: list[tuple[Path, Path]], staging: Path, run: dict[str, Any],
@@ -163,7 +166,7 @@ def solve_many(task: str, scans: Sequence[str | Path], out_dir: str | Path, *, d
     targets = _targets(task, found, out_dir)
     rank, world = rank_and_world()
     dev = _device(device, world)
-    _init_group(world, dev)
+    created = _init_group(world, dev)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".medscore-rank{rank}-", dir=out_dir))
     try:
@@ -180,3 +183,5 @@ def solve_many(task: str, scans: Sequence[str | Path], out_dir: str | Path, *, d
         return everything
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # left to interpreter exit, gloo's threads sometimes abort the process (exit -6) after the run
+            dist.destroy_process_group()
